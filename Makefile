@@ -1,0 +1,75 @@
+# Neural machine translation with an encoder-decoder Transformer (TensorFlow/Keras + Hydra).
+# `make help` lists the targets. Every user-facing target installs into .venv on first use.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+GPU ?= 0
+EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
+comma := ,
+
+# Make variables mapped onto Hydra overrides; ARGS passes raw overrides through.
+EXP ?=
+RUN ?=
+TEXT ?=
+ARGS ?=
+hydra_exp := $(if $(EXP),experiment=$(EXP),)
+hydra_run := $(if $(RUN),run_dir=$(RUN),)
+hydra_text := $(if $(TEXT),"text=$(TEXT)",)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast lint format train translate evaluate plot export bench bench-train bench-translate clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the project (GPU=1 adds the CUDA build of TensorFlow)
+
+test: $(STAMP) ## Run the test suite
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check translator scripts tests bench
+	$(VENV)/bin/ruff format --check translator scripts tests bench
+
+format: $(STAMP) ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix translator scripts tests bench
+	$(VENV)/bin/ruff format translator scripts tests bench
+
+train: $(STAMP) ## Train (default: TED pt->en from TFDS); EXP=multi30k_en_de for a local corpus
+	$(PY) scripts/train.py $(hydra_exp) $(ARGS)
+
+translate: $(STAMP) ## Translate: RUN=checkpoints/<run> TEXT="..." (or ARGS="input=F output=G")
+	$(PY) scripts/translate.py $(hydra_run) $(hydra_text) $(ARGS)
+
+evaluate: $(STAMP) ## Score BLEU/chrF of a run on its test split: RUN=checkpoints/<run>
+	$(PY) scripts/evaluate.py $(hydra_run) $(ARGS)
+
+plot: $(STAMP) ## Plot attention for one sentence: RUN=checkpoints/<run> TEXT="..."
+	$(PY) scripts/plot_attention.py $(hydra_run) $(hydra_text) $(ARGS)
+
+export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out): RUN=checkpoints/<run>
+	$(PY) scripts/export.py $(hydra_run) $(ARGS)
+
+bench: bench-train bench-translate ## Run every benchmark (prints JSON)
+
+bench-train: $(STAMP) ## Training throughput benchmark (prints JSON)
+	$(PY) bench/bench_train.py $(ARGS)
+
+bench-translate: $(STAMP) ## Translation throughput benchmark: RUN=checkpoints/<run> (prints JSON)
+	$(PY) bench/bench_translate.py $(hydra_run) $(ARGS)
+
+clean: ## Remove caches (keeps .venv and checkpoints)
+	rm -rf .pytest_cache .ruff_cache outputs multirun
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,129 @@
+"""Parallel corpora: a folder of `{split}.{lang}` text files, or a TFDS translation dataset.
+
+Both give a `Corpus`: two aligned lists of source and target sentences for one split.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from translator.errors import CorpusError, DatasetUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Corpus:
+    """Aligned sentences of one split. `dropped` counts pairs removed because a side was empty."""
+
+    source: list[str]
+    target: list[str]
+    name: str
+    dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+def load_corpus(data: DictConfig, split: str) -> Corpus:
+    """Load one split ("train", "validation" or "test") of the corpus `data` describes.
+
+    Args:
+        data: the `data` config group (kind, source, target, splits, ...).
+        split: a key of `data.splits`.
+
+    Raises:
+        CorpusError: missing file, invalid UTF-8, or mismatched line counts.
+        DatasetUnavailableError: a TFDS dataset that cannot be downloaded here.
+    """
+    split_name = data.splits[split]
+    if data.kind == "parallel_text":
+        source, target = read_parallel_text(Path(data.path), split_name, data.source, data.target)
+        name = f"{data.path}:{split_name}"
+    elif data.kind == "tfds":
+        source, target = read_tfds(data, split_name)
+        name = f"tfds:{data.tfds_name}:{split_name}"
+    else:
+        raise CorpusError(f"unknown data.kind {data.kind!r}: expected 'parallel_text' or 'tfds'")
+    return drop_empty_pairs(source, target, name)
+
+
+def drop_empty_pairs(source: list[str], target: list[str], name: str) -> Corpus:
+    pairs = [(s, t) for s, t in zip(source, target, strict=True) if s and t]
+    dropped = len(source) - len(pairs)
+    if dropped:
+        log.info("%s: dropped %d pairs with an empty side", name, dropped)
+    return Corpus([s for s, _ in pairs], [t for _, t in pairs], name, dropped)
+
+
+def read_lines(path: Path) -> list[str]:
+    """Read a UTF-8 text file into stripped lines, naming the file and line of any bad byte."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        bad = data[error.start : error.end].hex()
+        raise CorpusError(f"{path}:{line}: invalid UTF-8 (byte 0x{bad})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's final newline
+    return [line.strip() for line in lines]
+
+
+def read_parallel_text(folder: Path, split: str, source: str, target: str):
+    """Read `{folder}/{split}.{source}` and `{folder}/{split}.{target}`, checking alignment."""
+    source_path, target_path = folder / f"{split}.{source}", folder / f"{split}.{target}"
+    source_lines, target_lines = read_lines(source_path), read_lines(target_path)
+    if len(source_lines) != len(target_lines):
+        raise CorpusError(
+            f"{source_path} has {len(source_lines)} lines but {target_path} has "
+            f"{len(target_lines)}: line N of one must translate line N of the other"
+        )
+    return source_lines, target_lines
+
+
+def read_tfds(data: DictConfig, split: str):
+    """Read a TFDS translation dataset whose examples map language codes to sentences."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(data.tfds_name, data_dir=data.get("tfds_data_dir"))
+    if not builder.is_prepared():
+        if not _online(data.get("network_check_host")):
+            raise DatasetUnavailableError(
+                f"TFDS dataset {data.tfds_name!r} is not prepared locally and cannot be downloaded "
+                "(no network); train on local files instead, e.g. `make train EXP=multi30k_de_en` "
+                "or `data=parallel_text data.path=DIR data.source=xx data.target=yy`"
+            )
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # noqa: BLE001 - network and archive errors of any kind
+            raise DatasetUnavailableError(
+                f"could not download TFDS dataset {data.tfds_name!r}: {error.__class__.__name__}; "
+                "train on local files instead with data=parallel_text data.path=DIR "
+                "data.source=xx data.target=yy"
+            ) from error
+    dataset = builder.as_dataset(split=split)
+    source, target = [], []
+    for example in dataset.as_numpy_iterator():
+        source.append(example[data.source].decode("utf-8").strip())
+        target.append(example[data.target].decode("utf-8").strip())
+    return source, target
+
+
+def _online(host: str | None, timeout: float = 3.0) -> bool:
+    """A fast reachability probe, so an offline machine fails in seconds rather than minutes."""
+    if not host:
+        return True
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,122 @@
+"""The tf.data pipeline: tokenize, add START/END, enforce max_tokens, bucket, batch, shift.
+
+Yields ((source_ids (B, S), target_in (B, T)), target_out (B, T)) with target_out equal to
+target_in shifted one token left: the model reads START y1 ... yn and predicts y1 ... yn END.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from translator.data.corpus import Corpus
+from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def tokenize_corpus(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig) -> tf.data.Dataset:
+    """Sentence pairs -> (source_ids, target_ids) with START/END, within `data.max_tokens`."""
+    max_tokens = data.max_tokens
+
+    def tokenize(source, target):  # a batch of sentences at a time: much faster
+        source = _with_start_end(tokenizers.source.tokenize(source))
+        target = _with_start_end(tokenizers.target.tokenize(target))
+        return source.to_tensor(), source.row_lengths(), target.to_tensor(), target.row_lengths()
+
+    def unpad(source, source_length, target, target_length):
+        return source[:source_length], target[:target_length]
+
+    def truncate(source, target):
+        return _truncate(source, max_tokens), _truncate(target, max_tokens)
+
+    def fits(source, target):
+        return tf.logical_and(tf.size(source) <= max_tokens, tf.size(target) <= max_tokens)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((corpus.source, corpus.target))
+        .batch(1024)
+        .map(tokenize, num_parallel_calls=AUTOTUNE)
+        .unbatch()
+        .map(unpad, num_parallel_calls=AUTOTUNE)
+    )
+    if data.truncate:
+        return dataset.map(truncate, num_parallel_calls=AUTOTUNE)
+    return dataset.filter(fits)
+
+
+def _with_start_end(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    batch = ids.nrows()
+    start = tf.fill([batch, 1], START_ID)
+    end = tf.fill([batch, 1], END_ID)
+    return tf.concat([start, ids, end], axis=1)  # (B, None)
+
+
+def _truncate(ids: tf.Tensor, max_tokens: int) -> tf.Tensor:
+    """Keep START and the first tokens, and end with END, within max_tokens."""
+    too_long = tf.size(ids) > max_tokens
+    return tf.cond(too_long, lambda: tf.concat([ids[: max_tokens - 1], [END_ID]], 0), lambda: ids)
+
+
+def bucket_boundaries(max_tokens: int, width: int) -> list[int]:
+    """Exclusive upper lengths of the buckets: width+1, 2*width+1, ... and max_tokens+1."""
+    bounds = list(range(width + 1, max_tokens + 1, width))
+    return [*bounds, max_tokens + 1]
+
+
+def make_batches(
+    corpus: Corpus,
+    tokenizers: TokenizerPair,
+    data: DictConfig,
+    training: bool,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """The batched dataset of one split.
+
+    With `data.bucket`, sentences of similar length are batched together and a batch holds about
+    `data.batch_tokens` tokens (so short sentences come in larger batches); otherwise batches of
+    `data.batch_size` sentences are padded to their longest sentence.
+
+    Args:
+        corpus: sentences of one split.
+        tokenizers: the run's tokenizers.
+        data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size, ...).
+        training: shuffle (seeded) when True.
+        seed: shuffle seed.
+
+    Returns:
+        Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
+    """
+    dataset = tokenize_corpus(corpus, tokenizers, data)
+    if data.cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if data.bucket:
+        bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
+        sizes = [max(1, data.batch_tokens // (b - 1)) for b in bounds]
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+            bucket_boundaries=bounds,
+            bucket_batch_sizes=[*sizes, sizes[-1]],
+            padding_values=(PAD_ID, PAD_ID),
+        )
+    else:
+        dataset = dataset.padded_batch(data.batch_size, padding_values=(PAD_ID, PAD_ID))
+    dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _shift(source, target):
+    return (source, target[:, :-1]), target[:, 1:]
+
+
+def padding_fraction(dataset: tf.data.Dataset) -> float:
+    """Fraction of PAD tokens among all source and target-input positions of a dataset."""
+    pads = total = 0
+    for (source, target_in), _ in dataset.as_numpy_iterator():
+        for ids in (source, target_in):
+            pads += int(np.sum(ids == PAD_ID))
+            total += ids.size
+    return pads / max(total, 1)

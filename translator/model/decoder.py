@@ -1,0 +1,236 @@
+"""Transformer decoder: masked self-attention, cross-attention and feed-forward layers.
+
+Two ways to run it: `call` over a whole target prefix (training, scoring), and `step` for one new
+token with a cache (decoding). The cache holds, per layer, self-attention keys/values that grow one
+position per step in a preallocated (B, H, L, K) buffer, and cross-attention keys/values that are
+computed once per sentence from the encoder output.
+
+Dimension letters: B batch, T target length, S source length, L cache length, D model width,
+H heads, K head width.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from translator.model.attention import MultiHeadAttention
+from translator.model.embedding import PositionalEmbedding
+from translator.model.feed_forward import FeedForward
+from translator.model.masks import look_ahead_mask, merge_masks, padding_mask
+from translator.model.residual import Residual
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class DecoderLayer(keras.layers.Layer):
+    """Masked self-attention, cross-attention and feed-forward blocks with residuals.
+
+    Args:
+        d_model: width D (divisible by num_heads).
+        num_heads: H.
+        dff: feed-forward inner width.
+        dropout: rate for attention weights, residual branches and the feed-forward block.
+        norm_first: pre-layer-norm when True, post-layer-norm otherwise.
+
+    Call arguments:
+        x: (B, T, D).
+        memory: encoder output (B, S, D).
+        self_mask: boolean (B, T, T): look-ahead AND target key padding.
+        cross_mask: boolean (B, 1 or T, S): source key padding.
+
+    Returns:
+        (output (B, T, D), self weights (B, H, T, T), cross weights (B, H, T, S)).
+    """
+
+    def __init__(self, d_model, num_heads, dff, dropout=0.1, norm_first=False, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.norm_first = norm_first
+        policy = self.dtype_policy
+        head = d_model // num_heads
+        self.self_attention = MultiHeadAttention(
+            num_heads, head, dropout=dropout, dtype=policy, name="self_attention"
+        )
+        self.self_residual = Residual(dropout, norm_first, dtype=policy)
+        self.cross_attention = MultiHeadAttention(
+            num_heads, head, dropout=dropout, dtype=policy, name="cross_attention"
+        )
+        self.cross_residual = Residual(dropout, norm_first, dtype=policy)
+        self.feed_forward = FeedForward(d_model, dff, dropout, dtype=policy, name="feed_forward")
+        self.feed_forward_residual = Residual(dropout, norm_first, dtype=policy)
+
+    def call(self, x, memory, self_mask, cross_mask, training=None):
+        # Masked self-attention block.
+        h = self.self_residual.normed(x)
+        h, self_weights = self.self_attention(
+            h, h, attention_mask=self_mask, return_attention_scores=True, training=training
+        )
+        x = self.self_residual(x, h, training=training)
+        # Cross-attention block.
+        h = self.cross_residual.normed(x)
+        h, cross_weights = self.cross_attention(
+            h, memory, attention_mask=cross_mask, return_attention_scores=True, training=training
+        )
+        x = self.cross_residual(x, h, training=training)
+        # Feed-forward block.
+        x = self._feed_forward_block(x, training)
+        return x, self_weights, cross_weights
+
+    def _feed_forward_block(self, x, training=None):
+        h = self.feed_forward(self.feed_forward_residual.normed(x), training=training)
+        return self.feed_forward_residual(x, h, training=training)
+
+    def init_cache(self, memory, max_length: int) -> dict:
+        """Cross-attention keys/values of `memory` and an empty (B, H, max_length, K) self cache."""
+        cross_k, cross_v = self.cross_attention.project_key_value(memory)  # (B, H, S, K)
+        batch = ops.shape(memory)[0]
+        shape = (batch, self.num_heads, max_length, self.d_model // self.num_heads)
+        zeros = ops.zeros(shape, dtype=cross_k.dtype)
+        return {"self_k": zeros, "self_v": zeros, "cross_k": cross_k, "cross_v": cross_v}
+
+    def step(self, x, cache: dict, index, cross_mask):
+        """Decode one position.
+
+        Args:
+            x: (B, 1, D), the embedded token at position `index`.
+            cache: this layer's cache from `init_cache` or the previous step.
+            index: scalar int, the position being decoded.
+            cross_mask: boolean (B, 1, S).
+
+        Returns:
+            (output (B, 1, D), updated cache, cross weights (B, H, 1, S)).
+        """
+        # Masked self-attention block: write this position's key/value, attend to 0..index.
+        h = self.self_residual.normed(x)
+        q = self.self_attention.project_query(h)  # (B, H, 1, K)
+        k, v = self.self_attention.project_key_value(h)  # (B, H, 1, K)
+        start = (0, 0, index, 0)
+        self_k = ops.slice_update(cache["self_k"], start, k)  # (B, H, L, K)
+        self_v = ops.slice_update(cache["self_v"], start, v)
+        length = ops.shape(self_k)[2]
+        visible = look_ahead_mask(1, length, offset=index)[None]  # (1, 1, L)
+        h, _ = self.self_attention.attend(q, self_k, self_v, visible)
+        x = self.self_residual(x, h)
+        # Cross-attention block: keys/values were computed once in init_cache.
+        h = self.cross_residual.normed(x)
+        q = self.cross_attention.project_query(h)  # (B, H, 1, K)
+        h, cross_weights = self.cross_attention.attend(
+            q, cache["cross_k"], cache["cross_v"], cross_mask
+        )
+        x = self.cross_residual(x, h)
+        # Feed-forward block.
+        x = self._feed_forward_block(x)
+        new_cache = dict(cache, self_k=self_k, self_v=self_v)
+        return x, new_cache, cross_weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "norm_first": self.norm_first,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class Decoder(keras.layers.Layer):
+    """Embedding and `num_layers` decoder layers (plus a final layer norm when pre-LN).
+
+    Call arguments:
+        token_ids: int (B, T), PAD = 0.
+        memory: encoder output (B, S, D).
+        source_padding: boolean (B, S), True at real source tokens.
+
+    Returns:
+        (hidden (B, T, D), per-layer self weights (B, H, T, T), per-layer cross weights
+        (B, H, T, S)).
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        dropout=0.1,
+        norm_first=False,
+        max_positions=1024,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.norm_first = norm_first
+        self.max_positions = max_positions
+        policy = self.dtype_policy
+        self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
+        self.layers = [
+            DecoderLayer(d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy) if norm_first else None
+        )
+
+    def call(self, token_ids, memory, source_padding, training=None):
+        length = ops.shape(token_ids)[1]
+        self_mask = merge_masks(
+            key_padding=padding_mask(token_ids), look_ahead=look_ahead_mask(length)
+        )  # (B, T, T)
+        cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
+        x = self.embedding_dropout(self.embedding(token_ids), training=training)
+        self_weights, cross_weights = [], []
+        for layer in self.layers:
+            x, w_self, w_cross = layer(x, memory, self_mask, cross_mask, training=training)
+            self_weights.append(w_self)
+            cross_weights.append(w_cross)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, self_weights, cross_weights
+
+    def init_cache(self, memory, max_length: int) -> list[dict]:
+        """One cache per layer; see `DecoderLayer.init_cache`."""
+        return [layer.init_cache(memory, max_length) for layer in self.layers]
+
+    def step(self, token_ids, cache: list[dict], index, source_padding):
+        """Decode position `index` from its input token (B, 1); returns ((B, 1, D), cache, cross)."""
+        cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
+        x = self.embedding(token_ids, start=index)  # (B, 1, D)
+        new_cache, cross_weights = [], []
+        for layer, layer_cache in zip(self.layers, cache, strict=True):
+            x, layer_cache, w_cross = layer.step(x, layer_cache, index, cross_mask)
+            new_cache.append(layer_cache)
+            cross_weights.append(w_cross)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, new_cache, cross_weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "num_layers": self.num_layers,
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "norm_first": self.norm_first,
+                "max_positions": self.max_positions,
+            }
+        )
+        return config

@@ -1,0 +1,146 @@
+"""Transformer encoder: embedding, then a stack of self-attention + feed-forward layers.
+
+Dimension letters: B batch, S source length, D model width, H heads.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from translator.model.attention import MultiHeadAttention
+from translator.model.embedding import PositionalEmbedding
+from translator.model.feed_forward import FeedForward
+from translator.model.masks import merge_masks, padding_mask
+from translator.model.residual import Residual
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class EncoderLayer(keras.layers.Layer):
+    """Self-attention block then feed-forward block, each with a residual and layer norm.
+
+    Args:
+        d_model: width D (divisible by num_heads).
+        num_heads: H.
+        dff: feed-forward inner width.
+        dropout: rate for attention weights, residual branches and the feed-forward block.
+        norm_first: pre-layer-norm when True, post-layer-norm otherwise.
+
+    Call arguments:
+        x: (B, S, D).
+        mask: boolean (B, S, S), True = may attend.
+
+    Returns:
+        (output (B, S, D), self-attention weights (B, H, S, S)).
+    """
+
+    def __init__(self, d_model, num_heads, dff, dropout=0.1, norm_first=False, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.norm_first = norm_first
+        policy = self.dtype_policy
+        self.self_attention = MultiHeadAttention(
+            num_heads, d_model // num_heads, dropout=dropout, dtype=policy, name="self_attention"
+        )
+        self.attention_residual = Residual(dropout, norm_first, dtype=policy)
+        self.feed_forward = FeedForward(d_model, dff, dropout, dtype=policy, name="feed_forward")
+        self.feed_forward_residual = Residual(dropout, norm_first, dtype=policy)
+
+    def call(self, x, mask, training=None):
+        # Self-attention block.
+        h = self.attention_residual.normed(x)
+        h, weights = self.self_attention(
+            h, h, attention_mask=mask, return_attention_scores=True, training=training
+        )
+        x = self.attention_residual(x, h, training=training)
+        # Feed-forward block.
+        h = self.feed_forward(self.feed_forward_residual.normed(x), training=training)
+        x = self.feed_forward_residual(x, h, training=training)
+        return x, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "norm_first": self.norm_first,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class Encoder(keras.layers.Layer):
+    """Embedding and `num_layers` encoder layers (plus a final layer norm when pre-LN).
+
+    Call arguments:
+        token_ids: int (B, S), PAD = 0.
+
+    Returns:
+        (memory (B, S, D), list of per-layer self-attention weights (B, H, S, S)).
+    """
+
+    def __init__(
+        self,
+        vocab_size,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        dropout=0.1,
+        norm_first=False,
+        max_positions=1024,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.norm_first = norm_first
+        self.max_positions = max_positions
+        policy = self.dtype_policy
+        self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
+        self.layers = [
+            EncoderLayer(d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy) if norm_first else None
+        )
+
+    def call(self, token_ids, training=None):
+        source_padding = padding_mask(token_ids)  # (B, S)
+        mask = merge_masks(query_padding=source_padding, key_padding=source_padding)  # (B, S, S)
+        x = self.embedding_dropout(self.embedding(token_ids), training=training)
+        weights = []
+        for layer in self.layers:
+            x, w = layer(x, mask, training=training)
+            weights.append(w)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "num_layers": self.num_layers,
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "norm_first": self.norm_first,
+                "max_positions": self.max_positions,
+            }
+        )
+        return config

@@ -1,0 +1,1 @@
+"""Losses, metrics, learning-rate schedule and the training loop."""

@@ -1,0 +1,66 @@
+"""Training callbacks specific to this project."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from translator.tokenizer import PAD_ID
+
+log = logging.getLogger(__name__)
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class TargetTokens(keras.metrics.Metric):
+    """Counts the non-padding target tokens seen this epoch (for tokens/s)."""
+
+    def __init__(self, name="tokens", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.count.assign_add(ops.sum(ops.cast(ops.not_equal(y_true, PAD_ID), "float32")))
+
+    def result(self):
+        return ops.add(self.count, 0.0)  # a copy: logs must not alias the variable
+
+    def reset_state(self):
+        self.count.assign(0.0)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds `epoch_seconds` and `tokens_per_second` (target tokens) to each epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = time.perf_counter() - self._start
+        logs["epoch_seconds"] = seconds
+        if "tokens" in logs:
+            logs["tokens_per_second"] = logs["tokens"] / seconds
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Appends every epoch's logs as one JSON line to `path` (kept across resumes)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log.info(
+            "epoch %d: %s",
+            epoch + 1,
+            ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
+        )

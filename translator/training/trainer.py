@@ -1,0 +1,220 @@
+"""Train a Transformer from a composed config and leave a self-contained run directory.
+
+A run directory (`cfg.run_dir`) holds:
+    config.yaml          the resolved config
+    tokenizer/           source/target SentencePiece models
+    model.json           the Transformer's constructor arguments
+    last.weights.h5      weights after the latest epoch
+    best.weights.h5      weights with the lowest validation loss
+    backup/              Keras BackupAndRestore state (model + optimizer + epoch), for resuming
+    logs/                TensorBoard
+    history.jsonl        one line of metrics per epoch
+    metrics.json         final figures (written when training ends)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from translator.config import save_resolved
+from translator.data import load_corpus, make_batches
+from translator.errors import TranslatorError
+from translator.model.transformer import Transformer
+from translator.tokenizer import TokenizerPair, train_tokenizers
+from translator.training.callbacks import EpochSummary, TargetTokens, Throughput
+from translator.training.losses import MaskedCrossEntropy
+from translator.training.metrics import MaskedAccuracy
+from translator.training.schedules import TransformerSchedule
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `train.distribution` asks for.
+
+    auto: MirroredStrategy over the GPUs when there are several, else the default strategy.
+    none: the default strategy. mirrored: MirroredStrategy over `train.devices` (or every GPU).
+    multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.
+    """
+    kind = train.distribution
+    gpus = tf.config.list_logical_devices("GPU")
+    if kind == "auto":
+        kind = "mirrored" if len(gpus) > 1 else "none"
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        devices = list(train.get("devices") or []) or None
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TranslatorError(
+        f"train.distribution={kind!r}: expected auto, none, mirrored or multi_worker"
+    )
+
+
+def set_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise TranslatorError(f"train.precision={precision!r}: expected one of {PRECISIONS}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def describe_devices(strategy: tf.distribute.Strategy, train: DictConfig) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    where = f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "CPU only (no GPU visible)"
+    replicas = strategy.num_replicas_in_sync
+    return (
+        f"devices: {where}; strategy {type(strategy).__name__} with {replicas} replica(s); "
+        f"precision {train.precision}; XLA {'on' if train.jit_compile else 'off'}"
+    )
+
+
+def prepare_tokenizers(cfg: DictConfig, run_dir: Path, train_corpus) -> TokenizerPair:
+    """Reuse the run's tokenizers when resuming; otherwise learn and save them."""
+    folder = run_dir / "tokenizer"
+    if (folder / "target.model").exists():
+        log.info("reusing the tokenizers in %s", folder)
+        return TokenizerPair.load(folder)
+    pair = train_tokenizers(train_corpus.source, train_corpus.target, cfg.tokenizer)
+    pair.save(folder)
+    return pair
+
+
+def build_model(cfg: DictConfig, tokenizers: TokenizerPair, example_batch) -> Transformer:
+    model = Transformer.from_settings(
+        cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
+    )
+    model(example_batch[0])  # create the weights
+    schedule = TransformerSchedule(cfg.model.d_model, cfg.train.warmup_steps, cfg.train.lr_scale)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=schedule,
+        beta_1=cfg.train.beta_1,
+        beta_2=cfg.train.beta_2,
+        epsilon=cfg.train.epsilon,
+        clipnorm=cfg.train.clipnorm,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=MaskedCrossEntropy(cfg.train.label_smoothing),
+        metrics=[MaskedAccuracy(), TargetTokens()],
+        jit_compile=bool(cfg.train.jit_compile),
+    )
+    return model
+
+
+def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[keras.callbacks.Callback]:
+    callbacks = [
+        Throughput(),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "last.weights.h5"), save_weights_only=True, save_best_only=False
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "best.weights.h5"),
+            save_weights_only=True,
+            save_best_only=True,
+            monitor="val_loss",
+            mode="min",
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        EpochSummary(run_dir / "history.jsonl"),
+    ]
+    if cfg.train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"))
+    if cfg.train.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=cfg.train.early_stopping_patience,
+                restore_best_weights=False,
+            )
+        )
+    return callbacks
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse to train over a finished run (its weights would be overwritten)."""
+    finished = (run_dir / "metrics.json").exists() and not (run_dir / "backup").exists()
+    if finished:
+        raise TranslatorError(
+            f"{run_dir} already holds a finished run; pick another run_name=... "
+            "(or delete that folder to retrain it)"
+        )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train the model `cfg` describes and return the final metrics.
+
+    Resumes from `cfg.run_dir/backup` when an earlier run of the same run directory was
+    interrupted. Returns a dict with epochs, wall time, losses, accuracies and tokens/s.
+    """
+    run_dir = Path(cfg.run_dir)
+    check_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    set_precision(cfg.train.precision)
+    strategy = select_strategy(cfg.train)
+    log.info(describe_devices(strategy, cfg.train))
+
+    # Data and tokenizers.
+    train_corpus = load_corpus(cfg.data, "train")
+    valid_corpus = load_corpus(cfg.data, "validation")
+    log.info("data: %d training pairs, %d validation pairs", len(train_corpus), len(valid_corpus))
+    tokenizers = prepare_tokenizers(cfg, run_dir, train_corpus)
+    save_resolved(cfg, run_dir / "config.yaml")
+    train_data = make_batches(train_corpus, tokenizers, cfg.data, training=True, seed=cfg.seed)
+    valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False)
+    if cfg.train.steps_per_epoch:
+        train_data = train_data.repeat()
+
+    # Model, optimizer and callbacks.
+    with strategy.scope():
+        model = build_model(cfg, tokenizers, next(iter(train_data)))
+    (run_dir / "model.json").write_text(json.dumps(model.get_config(), indent=2))
+    log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
+
+    verbose = cfg.train.verbose
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    start = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=valid_data,
+        epochs=cfg.train.epochs,
+        steps_per_epoch=cfg.train.steps_per_epoch,
+        validation_steps=cfg.train.validation_steps,
+        callbacks=make_callbacks(cfg, run_dir),
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself, with a seed
+    )
+    seconds = time.perf_counter() - start
+
+    metrics = summarize(history.history, seconds, model, run_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("finished: %s", metrics)
+    return metrics
+
+
+def summarize(history: dict, seconds: float, model: Transformer, run_dir: Path) -> dict:
+    last = {k: float(v[-1]) for k, v in history.items() if v}
+    return {
+        "run_dir": str(run_dir),
+        "epochs_this_session": len(history.get("loss", [])),
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "wall_seconds": round(seconds, 1),
+        "loss": last.get("loss"),
+        "val_loss": last.get("val_loss"),
+        "accuracy": last.get("masked_accuracy"),
+        "val_accuracy": last.get("val_masked_accuracy"),
+        "tokens_per_second": last.get("tokens_per_second"),
+        "parameters": int(model.count_params()),
+    }

@@ -16,3 +16,63 @@ if _cpus:
         )
     except RuntimeError:
         pass  # devices already initialised by an earlier import
+
+
+import pytest  # noqa: E402
+
+from translator.config import PROJECT_ROOT, load_config  # noqa: E402
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+MULTI30K = SHARED_DATA / "multi30k"
+ANKI = SHARED_DATA / "anki_spa_en"
+
+
+def compose(*overrides: str):
+    """The real train config, composed with overrides (tests shrink it further)."""
+    return load_config("train", list(overrides))
+
+
+@pytest.fixture(scope="session")
+def multi30k_cfg():
+    return compose("experiment=multi30k_de_en")
+
+
+@pytest.fixture(scope="session")
+def multi30k_tokenizers(multi30k_cfg):
+    """De->en tokenizers learned from the full Multi30k training split (a few seconds)."""
+    from translator.data import load_corpus
+    from translator.tokenizer import train_tokenizers
+
+    train = load_corpus(multi30k_cfg.data, "train")
+    return train_tokenizers(train.source, train.target, multi30k_cfg.tokenizer)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Training tests may switch the global precision policy; every test starts in float32."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def tiny_run(run_dir, *overrides: str):
+    """A tiny model on 64 real Multi30k de->en pairs, validated on those same pairs."""
+    return compose(
+        "experiment=multi30k_de_en",
+        "model=tiny",
+        "model.d_model=64",
+        "model.dff=128",
+        "data.max_pairs=64",
+        "data.splits.validation=train",
+        "tokenizer.vocab_size=1000",
+        "train.warmup_steps=50",
+        "train.lr_scale=0.3",
+        "train.label_smoothing=0.0",
+        "train.early_stopping_patience=null",
+        "train.tensorboard=false",
+        "train.verbose=2",
+        f"run_dir={run_dir}",
+        *overrides,
+    )

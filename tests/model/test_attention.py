@@ -125,9 +125,7 @@ def test_equals_keras_multi_head_attention(heads, use_bias, cross, mask_kind):
         mask = np.broadcast_to(np.asarray(mask), (batch, t, s))
 
     theirs = keras.layers.MultiHeadAttention(heads, key_dim, use_bias=use_bias)
-    ref_out, ref_scores = theirs(
-        query, value, attention_mask=mask, return_attention_scores=True
-    )
+    ref_out, ref_scores = theirs(query, value, attention_mask=mask, return_attention_scores=True)
     ours = MultiHeadAttention(heads, key_dim, use_bias=use_bias)
     ours(query, value)
     copy_weights_from_keras(ours, theirs, heads, key_dim)

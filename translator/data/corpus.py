@@ -50,7 +50,13 @@ def load_corpus(data: DictConfig, split: str) -> Corpus:
         name = f"tfds:{data.tfds_name}:{split_name}"
     else:
         raise CorpusError(f"unknown data.kind {data.kind!r}: expected 'parallel_text' or 'tfds'")
-    return drop_empty_pairs(source, target, name)
+    corpus = drop_empty_pairs(source, target, name)
+    if data.get("max_pairs"):
+        corpus.source, corpus.target = (
+            corpus.source[: data.max_pairs],
+            corpus.target[: data.max_pairs],
+        )
+    return corpus
 
 
 def drop_empty_pairs(source: list[str], target: list[str], name: str) -> Corpus:

@@ -71,6 +71,7 @@ def make_batches(
     data: DictConfig,
     training: bool,
     seed: int = 0,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
     """The batched dataset of one split.
 
@@ -84,6 +85,8 @@ def make_batches(
         data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size, ...).
         training: shuffle (seeded) when True.
         seed: shuffle seed.
+        replicas: devices the batches are split over; with more than one, batch sizes are
+            multiples of it and partial batches are dropped, so every replica gets equal shapes.
 
     Returns:
         Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
@@ -93,17 +96,25 @@ def make_batches(
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    even = replicas > 1
+
+    def batch_size(size: int) -> int:
+        return max(replicas, size // replicas * replicas)
+
     if data.bucket:
         bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
-        sizes = [max(1, data.batch_tokens // (b - 1)) for b in bounds]
+        sizes = [batch_size(data.batch_tokens // (b - 1)) for b in bounds]
         dataset = dataset.bucket_by_sequence_length(
             element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
             bucket_boundaries=bounds,
             bucket_batch_sizes=[*sizes, sizes[-1]],
             padding_values=(PAD_ID, PAD_ID),
+            drop_remainder=even,
         )
     else:
-        dataset = dataset.padded_batch(data.batch_size, padding_values=(PAD_ID, PAD_ID))
+        dataset = dataset.padded_batch(
+            batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID), drop_remainder=even
+        )
     dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 

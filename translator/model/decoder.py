@@ -179,7 +179,9 @@ class Decoder(keras.layers.Layer):
         self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
         self.layers = [
-            DecoderLayer(d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}")
+            DecoderLayer(
+                d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}"
+            )
             for i in range(num_layers)
         ]
         self.final_norm = (
@@ -207,7 +209,7 @@ class Decoder(keras.layers.Layer):
         return [layer.init_cache(memory, max_length) for layer in self.layers]
 
     def step(self, token_ids, cache: list[dict], index, source_padding):
-        """Decode position `index` from its input token (B, 1); returns ((B, 1, D), cache, cross)."""
+        """Decode position `index` from its token (B, 1); returns ((B, 1, D), cache, cross)."""
         cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
         x = self.embedding(token_ids, start=index)  # (B, 1, D)
         new_cache, cross_weights = [], []

@@ -58,7 +58,9 @@ class PositionalEmbedding(keras.layers.Layer):
         length = ops.shape(token_ids)[1]
         x = self.token_embedding(token_ids)  # (B, L, D)
         x = x * ops.cast(math.sqrt(self.d_model), x.dtype)
-        positions = ops.slice(ops.convert_to_tensor(self.positions), (start, 0), (length, self.d_model))
+        positions = ops.slice(
+            ops.convert_to_tensor(self.positions), (start, 0), (length, self.d_model)
+        )
         return x + ops.cast(positions, x.dtype)[None]  # (B, L, D)
 
     def logits(self, x):

@@ -110,7 +110,9 @@ class Encoder(keras.layers.Layer):
         self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
         self.layers = [
-            EncoderLayer(d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}")
+            EncoderLayer(
+                d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}"
+            )
             for i in range(num_layers)
         ]
         self.final_norm = (

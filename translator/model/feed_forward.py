@@ -20,7 +20,9 @@ class FeedForward(keras.layers.Layer):
         self.d_model = d_model
         self.dff = dff
         self.dropout = dropout
-        self.inner = keras.layers.Dense(dff, activation="relu", dtype=self.dtype_policy, name="inner")
+        self.inner = keras.layers.Dense(
+            dff, activation="relu", dtype=self.dtype_policy, name="inner"
+        )
         self.inner_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.outer = keras.layers.Dense(d_model, dtype=self.dtype_policy, name="outer")
 

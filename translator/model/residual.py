@@ -17,7 +17,9 @@ class Residual(keras.layers.Layer):
         epsilon: layer-norm epsilon.
     """
 
-    def __init__(self, dropout: float = 0.0, norm_first: bool = False, epsilon: float = 1e-6, **kwargs):
+    def __init__(
+        self, dropout: float = 0.0, norm_first: bool = False, epsilon: float = 1e-6, **kwargs
+    ):
         super().__init__(**kwargs)
         self.dropout = dropout
         self.norm_first = norm_first
@@ -39,5 +41,7 @@ class Residual(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dropout": self.dropout, "norm_first": self.norm_first, "epsilon": self.epsilon})
+        config.update(
+            {"dropout": self.dropout, "norm_first": self.norm_first, "epsilon": self.epsilon}
+        )
         return config

@@ -92,7 +92,9 @@ class TokenizerPair:
     @classmethod
     def load(cls, folder: Path) -> TokenizerPair:
         folder = Path(folder)
-        return cls(SubwordTokenizer.load(folder / "source"), SubwordTokenizer.load(folder / "target"))
+        return cls(
+            SubwordTokenizer.load(folder / "source"), SubwordTokenizer.load(folder / "target")
+        )
 
 
 def train_sentencepiece(sentences: list[str], cfg: DictConfig) -> bytes:

@@ -28,7 +28,9 @@ class MaskedCrossEntropy(keras.losses.Loss):
         Scalar loss.
     """
 
-    def __init__(self, label_smoothing: float = 0.0, pad_id: int = PAD_ID, name="masked_xent", **kwargs):
+    def __init__(
+        self, label_smoothing: float = 0.0, pad_id: int = PAD_ID, name="masked_xent", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
         self.pad_id = pad_id

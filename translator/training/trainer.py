@@ -171,8 +171,15 @@ def train(cfg: DictConfig) -> dict:
     log.info("data: %d training pairs, %d validation pairs", len(train_corpus), len(valid_corpus))
     tokenizers = prepare_tokenizers(cfg, run_dir, train_corpus)
     save_resolved(cfg, run_dir / "config.yaml")
-    train_data = make_batches(train_corpus, tokenizers, cfg.data, training=True, seed=cfg.seed)
-    valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False)
+    replicas = strategy.num_replicas_in_sync
+    train_data = make_batches(
+        train_corpus, tokenizers, cfg.data, training=True, seed=cfg.seed, replicas=replicas
+    )
+    valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False, replicas=replicas)
+    # Bucket sizes depend only on sentence lengths, so the batch count is fixed: telling Keras
+    # gives the first epoch a progress bar with a total (and no "ran out of data" warning).
+    train_data = with_known_length(train_data, "training", cfg.data)
+    valid_data = with_known_length(valid_data, "validation", cfg.data)
     if cfg.train.steps_per_epoch:
         train_data = train_data.repeat()
 
@@ -198,10 +205,22 @@ def train(cfg: DictConfig) -> dict:
     )
     seconds = time.perf_counter() - start
 
-    metrics = summarize(history.history, seconds, model, run_dir)
+    with strategy.scope():
+        metrics = summarize(history.history, seconds, model, run_dir)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("finished: %s", metrics)
     return metrics
+
+
+def with_known_length(dataset: tf.data.Dataset, split: str, data: DictConfig) -> tf.data.Dataset:
+    batches = int(dataset.reduce(0, lambda count, _: count + 1))
+    if batches == 0:
+        raise TranslatorError(
+            f"the {split} split gives no batch: every pair is over data.max_tokens="
+            f"{data.max_tokens}, or (with several replicas) each length bucket holds fewer pairs "
+            f"than one batch; lower data.batch_tokens={data.batch_tokens}"
+        )
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def summarize(history: dict, seconds: float, model: Transformer, run_dir: Path) -> dict:
@@ -217,4 +236,5 @@ def summarize(history: dict, seconds: float, model: Transformer, run_dir: Path) 
         "val_accuracy": last.get("val_masked_accuracy"),
         "tokens_per_second": last.get("tokens_per_second"),
         "parameters": int(model.count_params()),
+        "replicas": int(tf.distribute.get_strategy().num_replicas_in_sync),
     }

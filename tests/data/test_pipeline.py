@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from tests.conftest import compose
+from translator.data import load_corpus, make_batches, padding_fraction
+from translator.data.pipeline import bucket_boundaries
+from translator.tokenizer import END_ID, PAD_ID, START_ID
+
+
+@pytest.fixture(scope="module")
+def valid(multi30k_cfg):
+    return load_corpus(multi30k_cfg.data, "validation")
+
+
+def test_every_batch_has_shapes_dtypes_and_one_token_shift(
+    multi30k_cfg, multi30k_tokenizers, valid
+):
+    data = make_batches(valid, multi30k_tokenizers, multi30k_cfg.data, training=True, seed=1)
+    sentences = 0
+    for (source, target_in), target_out in data.as_numpy_iterator():
+        assert source.dtype == target_in.dtype == target_out.dtype == np.int32
+        assert source.ndim == 2 and target_in.shape == target_out.shape
+        assert source.shape[0] == target_in.shape[0]
+        assert np.all(source[:, 0] == START_ID) and np.all(target_in[:, 0] == START_ID)
+        np.testing.assert_array_equal(target_in[:, 1:], target_out[:, :-1])  # the shift
+        # Every target_out row ends with END followed only by padding.
+        for row in target_out:
+            real = row[row != PAD_ID]
+            assert real[-1] == END_ID and np.all(row[len(real) :] == PAD_ID)
+        assert (
+            source.shape[0] * max(source.shape[1], target_in.shape[1] + 1)
+            <= multi30k_cfg.data.batch_tokens
+        )
+        sentences += source.shape[0]
+    assert sentences == len(valid)  # nothing over max_tokens=128 in Multi30k validation
+
+
+def test_bucketing_pads_at_least_twice_less(multi30k_cfg, multi30k_tokenizers, valid):
+    bucketed = padding_fraction(
+        make_batches(valid, multi30k_tokenizers, multi30k_cfg.data, training=True)
+    )
+    plain_cfg = compose("experiment=multi30k_de_en", "data.bucket=false").data
+    plain = padding_fraction(make_batches(valid, multi30k_tokenizers, plain_cfg, training=True))
+    print(f"padding fraction: bucketed {bucketed:.3f}, plain {plain:.3f}")
+    assert 0.0 < bucketed and plain >= 2 * bucketed
+
+
+def test_max_tokens_filters_or_truncates(multi30k_tokenizers, valid):
+    cfg = compose("experiment=multi30k_de_en", "data.max_tokens=12", "data.bucket=false")
+    kept = sum(b[0][0].shape[0] for b in make_batches(valid, multi30k_tokenizers, cfg.data, False))
+    assert 0 < kept < len(valid)
+    cfg = compose(
+        "experiment=multi30k_de_en", "data.max_tokens=12", "data.truncate=true", "data.bucket=false"
+    )
+    total = 0
+    for (source, target_in), target_out in make_batches(
+        valid, multi30k_tokenizers, cfg.data, False
+    ):
+        assert source.shape[1] <= 12 and target_in.shape[1] <= 11
+        assert np.all(np.sum(target_out.numpy() == END_ID, axis=1) == 1)  # truncated rows still end
+        total += source.shape[0]
+    assert total == len(valid)
+
+
+def test_shuffle_is_seeded(multi30k_cfg, multi30k_tokenizers, valid):
+    def first(seed):
+        batches = make_batches(
+            valid, multi30k_tokenizers, multi30k_cfg.data, training=True, seed=seed
+        )
+        return next(iter(batches))[0][0].numpy()
+
+    np.testing.assert_array_equal(first(3), first(3))
+    assert not np.array_equal(first(3), first(4))
+
+
+def test_bucket_boundaries():
+    assert bucket_boundaries(16, 4) == [5, 9, 13, 17]
+
+
+def test_batches_split_evenly_over_replicas(multi30k_cfg, multi30k_tokenizers, valid):
+    for bucket in ("true", "false"):
+        cfg = compose("experiment=multi30k_de_en", f"data.bucket={bucket}", "data.batch_size=63")
+        data = make_batches(valid, multi30k_tokenizers, cfg.data, training=False, replicas=2)
+        sizes = [b[0][0].shape[0] for b in data]
+        assert all(size % 2 == 0 for size in sizes)
+        assert len(valid) - sum(sizes) < 2 * len(sizes)  # only partial batches were dropped

@@ -1,0 +1,86 @@
+"""Greedy and beam search on scripted next-token distributions with hand-derived answers.
+
+Vocabulary: 0 PAD, 1 UNK, 2 START, 3 END, 4 a, 5 b, 6 c. The next-token distribution depends on
+the previous token only:
+    START -> a .5, b .4, c .1        a -> c .7, END .3
+    b     -> END .9, a .1            c -> END 1.0
+Greedy follows a (.5), c (.7), END (1): "a c END", probability .35.
+Beam search (K=2) also finds "b END" with probability .4 * .9 = .36, which wins at alpha=0; with
+alpha=1 the GNMT penalty ((5+len)/6) favours the longer one: ln .35 / (8/6) > ln .36 / (7/6).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from translator.inference.decoding import beam_search, greedy_search, length_penalty
+
+PAD, END, A, B, C = 0, 3, 4, 5, 6
+TINY = 1e-12
+PROBS = np.full((7, 7), TINY)
+PROBS[2, [A, B, C]] = [0.5, 0.4, 0.1]
+PROBS[A, [C, END]] = [0.7, 0.3]
+PROBS[B, [END, A]] = [0.9, 0.1]
+PROBS[C, END] = 1.0
+PROBS[[0, 1, 3]] = 1.0 / 7  # unreachable rows (PAD, UNK, END)
+LOG_TABLE = tf.constant(np.log(PROBS / PROBS.sum(1, keepdims=True)), tf.float32)
+MAX_LENGTH = 6
+
+
+def scripted(token_ids, index, state):
+    return tf.gather(LOG_TABLE, token_ids[:, 0]), state
+
+
+def padded(*tokens):
+    return list(tokens) + [PAD] * (MAX_LENGTH - len(tokens))
+
+
+def run_beam(beam_size, alpha, n_best, batch=2):
+    state = {"dummy": tf.zeros([batch, 3])}  # reordered along with the beams
+    tokens, scores = beam_search(scripted, state, batch, MAX_LENGTH, beam_size, alpha, n_best)
+    return tokens.numpy(), scores.numpy()
+
+
+def test_greedy_follows_the_most_probable_token():
+    tokens, scores = greedy_search(scripted, {"dummy": tf.zeros([2, 1])}, 2, MAX_LENGTH)
+    assert tokens.numpy().tolist() == [padded(A, C, END)] * 2
+    np.testing.assert_allclose(scores.numpy(), [math.log(0.35)] * 2, atol=1e-5)
+
+
+def test_beam_finds_the_more_probable_short_sentence():
+    tokens, scores = run_beam(beam_size=2, alpha=0.0, n_best=2)
+    assert tokens.tolist() == [[padded(B, END), padded(A, C, END)]] * 2
+    np.testing.assert_allclose(scores, [[math.log(0.36), math.log(0.35)]] * 2, atol=1e-5)
+
+
+def test_length_penalty_changes_the_winner():
+    tokens, scores = run_beam(beam_size=2, alpha=1.0, n_best=2)
+    assert tokens[0].tolist() == [padded(A, C, END), padded(B, END)]
+    expected = [math.log(0.35) / (8 / 6), math.log(0.36) / (7 / 6)]
+    np.testing.assert_allclose(scores[0], expected, atol=1e-5)
+
+
+def test_beam_size_one_equals_greedy():
+    tokens, scores = run_beam(beam_size=1, alpha=0.0, n_best=1)
+    greedy_tokens, greedy_scores = greedy_search(scripted, {"d": tf.zeros([2, 1])}, 2, MAX_LENGTH)
+    np.testing.assert_array_equal(tokens[:, 0], greedy_tokens.numpy())
+    np.testing.assert_allclose(scores[:, 0], greedy_scores.numpy(), atol=1e-6)
+
+
+def test_unfinished_hypotheses_fill_in_at_max_length():
+    # With a budget of one token nothing can finish except "END" itself (probability ~0).
+    tokens, scores = beam_search(scripted, {"d": tf.zeros([1, 1])}, 1, 1, beam_size=2, alpha=0.0)
+    assert tokens.numpy().tolist() == [[[A]]]
+    np.testing.assert_allclose(scores.numpy(), [[math.log(0.5)]], atol=1e-5)
+
+
+def test_length_penalty_formula():
+    assert float(length_penalty(3, 0.6)) == pytest.approx(((5 + 3) / 6) ** 0.6)
+    assert float(length_penalty(10, 0.0)) == 1.0
+
+
+def test_n_best_cannot_exceed_beam():
+    with pytest.raises(ValueError, match="n_best=3 cannot exceed beam_size=2"):
+        run_beam(beam_size=2, alpha=0.0, n_best=3)

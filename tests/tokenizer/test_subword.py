@@ -1,0 +1,92 @@
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import compose
+from translator.data import load_corpus
+from translator.tokenizer import END_ID, PAD_ID, START_ID, UNK_ID, TokenizerPair, train_tokenizers
+
+
+def round_trip_rate(tokenizer, sentences):
+    back = tokenizer.detokenize(tokenizer.tokenize(sentences)).numpy()
+    return np.mean([b.decode("utf-8") == s for b, s in zip(back, sentences, strict=True)])
+
+
+def test_multi30k_round_trip_and_vocab_build_time(multi30k_cfg):
+    train = load_corpus(multi30k_cfg.data, "train")
+    start = time.perf_counter()
+    pair = train_tokenizers(train.source, train.target, multi30k_cfg.tokenizer)
+    seconds = time.perf_counter() - start
+    valid = load_corpus(multi30k_cfg.data, "validation")
+    source_rate = round_trip_rate(pair.source, valid.source)
+    target_rate = round_trip_rate(pair.target, valid.target)
+    print(
+        f"multi30k de-en vocab build {seconds:.1f}s, "
+        f"round trip de {source_rate:.4f} en {target_rate:.4f}"
+    )
+    assert seconds < 120
+    assert source_rate >= 0.99 and target_rate >= 0.99
+    assert pair.source.vocab_size == pair.target.vocab_size == 8000
+
+
+def test_anki_round_trip():
+    cfg = compose("experiment=anki_es_en", "tokenizer.vocab_size=4000")
+    train = load_corpus(cfg.data, "train")
+    pair = train_tokenizers(train.source, train.target, cfg.tokenizer)
+    valid = load_corpus(cfg.data, "validation")
+    assert round_trip_rate(pair.source, valid.source) >= 0.99
+    assert round_trip_rate(pair.target, valid.target) >= 0.99
+
+
+def test_special_token_ids_fixed(multi30k_tokenizers):
+    pieces = multi30k_tokenizers.target.id_to_piece([PAD_ID, UNK_ID, START_ID, END_ID]).numpy()
+    assert [p.decode() for p in pieces] == ["<pad>", "<unk>", "<s>", "</s>"]
+    ids = multi30k_tokenizers.target.tokenize(["A dog runs."]).to_list()[0]
+    assert min(ids) >= 4  # ordinary text never produces a reserved id
+
+
+def test_unseen_characters_round_trip_through_bytes(multi30k_tokenizers):
+    text = ["Ünïcødé 日本語 😀 — “quotes”"]
+    assert (
+        multi30k_tokenizers.source.detokenize(multi30k_tokenizers.source.tokenize(text))
+        .numpy()[0]
+        .decode()
+        == text[0]
+    )
+
+
+def test_detokenize_stops_at_end_and_drops_pad_and_start(multi30k_tokenizers):
+    tok = multi30k_tokenizers.target
+    ids = tok.tokenize(["A dog runs.", "Two cats."]).to_list()
+    row_0 = [START_ID, *ids[0], END_ID, *ids[1]]  # text after END must be ignored
+    row_1 = [START_ID, *ids[1], END_ID]
+    dense = tf.constant([row_0, row_1 + [PAD_ID] * (len(row_0) - len(row_1))])
+    assert [s.decode() for s in tok.detokenize(dense).numpy()] == ["A dog runs.", "Two cats."]
+
+
+def test_save_and_load_identical(tmp_path, multi30k_tokenizers):
+    multi30k_tokenizers.save(tmp_path)
+    loaded = TokenizerPair.load(tmp_path)
+    text = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
+    assert (
+        loaded.source.tokenize(text).to_list()
+        == multi30k_tokenizers.source.tokenize(text).to_list()
+    )
+    assert loaded.target.vocab_size == multi30k_tokenizers.target.vocab_size
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_and_lowercase_options(shared):
+    cfg = compose(
+        "data=multi30k_en_de",
+        f"tokenizer.shared={shared}",
+        "tokenizer.lowercase=true",
+        "tokenizer.vocab_size=2000",
+    )
+    train = load_corpus(cfg.data, "train")
+    pair = train_tokenizers(train.source[:5000], train.target[:5000], cfg.tokenizer)
+    assert (pair.source is pair.target) == shared
+    out = pair.source.detokenize(pair.source.tokenize(["A Man WITH a Hat."])).numpy()[0].decode()
+    assert out == "a man with a hat."

@@ -1,0 +1,91 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from translator.training.losses import MaskedCrossEntropy
+from translator.training.metrics import MaskedAccuracy
+from translator.training.schedules import TransformerSchedule
+
+# A 2x3 batch over a vocabulary of 3; the last position of the second row is padding (id 0).
+Y_TRUE = np.array([[1, 2, 1], [2, 1, 0]])
+LOGITS = np.array(
+    [
+        [[0.0, 2.0, 0.0], [1.0, 0.0, 3.0], [0.5, 0.5, 0.5]],
+        [[0.0, 0.0, 0.0], [2.0, 1.0, 0.0], [9.0, -9.0, 9.0]],
+    ],
+    np.float32,
+)
+
+
+def hand_computed(eps):
+    total, count = 0.0, 0
+    for b in range(2):
+        for t in range(3):
+            if Y_TRUE[b, t] == 0:
+                continue
+            z = LOGITS[b, t].astype(np.float64)
+            log_p = z - math.log(np.exp(z).sum())
+            q = np.full(3, eps / 3)
+            q[Y_TRUE[b, t]] += 1 - eps
+            total += -(q * log_p).sum()
+            count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_label_smoothed_loss_matches_hand_computation(eps):
+    loss = float(MaskedCrossEntropy(label_smoothing=eps)(Y_TRUE, LOGITS))
+    assert loss == pytest.approx(hand_computed(eps), abs=1e-6)
+
+
+def test_loss_by_hand_literal_value():
+    # eps=0: mean of the five real tokens' -log p, computed independently.
+    nll = [
+        -math.log(math.exp(2) / (2 + math.exp(2))),
+        -math.log(math.exp(3) / (math.exp(1) + 1 + math.exp(3))),
+        math.log(3),
+        math.log(3),
+        -math.log(math.exp(1) / (math.exp(2) + math.exp(1) + 1)),
+    ]
+    assert float(MaskedCrossEntropy()(Y_TRUE, LOGITS)) == pytest.approx(sum(nll) / 5, abs=1e-6)
+
+
+def test_loss_ignores_padding_logits():
+    changed = LOGITS.copy()
+    changed[1, 2] = [-50.0, 50.0, 7.0]  # the padded position
+    loss = MaskedCrossEntropy(label_smoothing=0.1)
+    assert float(loss(Y_TRUE, changed)) == pytest.approx(float(loss(Y_TRUE, LOGITS)), abs=1e-7)
+
+
+def test_masked_accuracy_counts_real_tokens_only():
+    metric = MaskedAccuracy()
+    metric.update_state(Y_TRUE, LOGITS)  # argmax: [1,2,0],[0,0,0] -> right at (0,0),(0,1)
+    assert float(metric.result()) == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize("step_factor", [None, 1, 4])
+def test_schedule_matches_formula(step_factor):
+    d_model, warmup = 128, 4000
+    schedule = TransformerSchedule(d_model, warmup)
+    step = 1 if step_factor is None else step_factor * warmup
+    expected = d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_schedule_peaks_at_warmup_and_first_update_learns():
+    schedule = TransformerSchedule(128, 100, scale=2.0)
+    values = [float(schedule(s)) for s in range(0, 400)]
+    assert values[0] == values[1] > 0
+    assert int(np.argmax(values)) == 100
+    assert values[100] == pytest.approx(2.0 * 128**-0.5 * 100**-0.5, rel=1e-6)
+
+
+def test_schedule_serialises():
+    schedule = TransformerSchedule(256, 1234, 0.5)
+    clone = TransformerSchedule.from_config(schedule.get_config())
+    assert float(clone(777)) == float(schedule(777))
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    restored = keras.optimizers.Adam.from_config(optimizer.get_config())
+    assert float(restored.learning_rate) == pytest.approx(float(schedule(0)))

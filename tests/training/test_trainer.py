@@ -1,0 +1,135 @@
+"""End-to-end training on real Multi30k pairs with a tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_run
+from translator.config import PROJECT_ROOT
+from translator.data import load_corpus
+from translator.errors import TranslatorError
+from translator.inference.translator import Translator
+from translator.model.transformer import Transformer
+from translator.training.trainer import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("overfit") / "run"
+    cfg = tiny_run(run_dir, "train.epochs=12", "train.steps_per_epoch=50")
+    return cfg, train(cfg)
+
+
+def test_tiny_model_overfits_64_pairs_and_greedy_reproduces_targets(overfit_run):
+    cfg, metrics = overfit_run
+    assert metrics["loss"] < 0.1  # started near ln(vocab) ~ 6.9
+    assert metrics["optimizer_steps"] == 600
+    corpus = load_corpus(cfg.data, "train")
+    outputs = Translator.from_run_dir(cfg.run_dir).translate(corpus.source)
+    exact = sum(out == ref for out, ref in zip(outputs, corpus.target, strict=True))
+    assert exact >= 56, f"only {exact}/64 training targets reproduced"
+
+
+def test_run_dir_holds_everything_inference_needs(overfit_run):
+    cfg, _ = overfit_run
+    names = set(os.listdir(cfg.run_dir))
+    expected = {"config.yaml", "model.json", "tokenizer", "last.weights.h5", "best.weights.h5"}
+    assert expected <= names and "metrics.json" in names
+    assert "backup" not in names  # BackupAndRestore removes its state after a finished run
+    history = [json.loads(line) for line in open(os.path.join(cfg.run_dir, "history.jsonl"))]
+    assert [h["epoch"] for h in history] == list(range(1, 13))
+    assert history[-1]["loss"] < history[0]["loss"] / 10
+
+
+def test_model_get_config_round_trip(overfit_run):
+    cfg, _ = overfit_run
+    settings = json.load(open(os.path.join(cfg.run_dir, "model.json")))
+    model = Transformer.from_config(settings)
+    assert model.get_config() == settings
+    assert (model.d_model, model.num_layers, model.num_heads) == (64, 2, 4)
+
+
+def test_finished_run_is_not_overwritten(overfit_run):
+    cfg, _ = overfit_run
+    before = os.path.getmtime(os.path.join(cfg.run_dir, "last.weights.h5"))
+    with pytest.raises(TranslatorError, match="already holds a finished run"):
+        train(cfg)
+    assert os.path.getmtime(os.path.join(cfg.run_dir, "last.weights.h5")) == before
+
+
+KILL_AFTER_FIRST_EPOCH = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras
+    from translator.training import trainer
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            os.kill(os.getpid(), signal.SIGKILL)  # after the backup of epoch 1 was written
+
+    make_callbacks = trainer.make_callbacks
+    trainer.make_callbacks = lambda cfg, run_dir: make_callbacks(cfg, run_dir) + [Kill()]
+    sys.argv = ["train.py", *sys.argv[1:]]
+    sys.path.insert(0, {scripts!r})
+    import train
+    train.main()
+    """
+)
+
+
+def test_killed_run_resumes_at_epoch_two_with_optimizer_state(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [
+        "experiment=multi30k_de_en", "model=tiny", "data.max_pairs=64", "tokenizer.vocab_size=1000",
+        "train.epochs=3", "train.steps_per_epoch=10", "train.tensorboard=false",
+        f"run_dir={run_dir}",
+    ]  # fmt: skip
+    driver = tmp_path / "killed_train.py"
+    driver.write_text(KILL_AFTER_FIRST_EPOCH.format(scripts=str(PROJECT_ROOT / "scripts")))
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    killed = subprocess.run([sys.executable, driver, *overrides], env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, PROJECT_ROOT / "scripts" / "train.py", *overrides],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [json.loads(line)["epoch"] for line in open(run_dir / "history.jsonl")]
+    assert epochs == [1, 2, 3]  # epoch 1 from the killed run; the restart began at epoch 2
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_this_session"] == 2
+    # 10 steps restored with the optimizer + 20 run now; a fresh optimizer would count 20.
+    assert metrics["optimizer_steps"] == 30
+
+
+def test_training_runs_under_mixed_bfloat16(tmp_path):
+    import keras
+
+    cfg = tiny_run(tmp_path / "run", "train.precision=mixed_bfloat16", "train.epochs=2",
+                   "train.steps_per_epoch=15")  # fmt: skip
+    metrics = train(cfg)
+    assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
+    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    assert np.isfinite(metrics["loss"]) and history[1]["loss"] < history[0]["loss"]
+
+
+def test_training_runs_under_mirrored_strategy_on_two_cpus(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "train.distribution=mirrored", "train.devices=[/cpu:0,/cpu:1]",
+                   "data.batch_tokens=256",
+                   "train.epochs=2", "train.steps_per_epoch=15")  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["replicas"] == 2
+    with pytest.raises(TranslatorError, match="gives no batch.*lower data.batch_tokens"):
+        train(tiny_run(tmp_path / "run2", "train.distribution=mirrored",
+                       "train.devices=[/cpu:0,/cpu:1]", "data.batch_tokens=100000"))  # fmt: skip
+    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    assert np.isfinite(metrics["loss"]) and history[1]["loss"] < history[0]["loss"]

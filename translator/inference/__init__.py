@@ -1,0 +1,1 @@
+"""Decoding (greedy, beam) over one next-logits interface, the Translator, and export."""

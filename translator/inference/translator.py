@@ -1,0 +1,253 @@
+"""Translate sentences with a trained run directory.
+
+    translator = Translator.from_run_dir("checkpoints/multi30k_en_de-tutorial")
+    translator.translate(["A dog runs on the beach."])
+
+Decoding is batched (sentences sorted by length), runs as one compiled graph per decode setting,
+and uses the decoder cache: each step costs one token's worth of decoder work.
+
+Dimension letters: B batch, S source length, N n-best, L output length.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from translator.errors import RunDirError
+from translator.inference.decoding import beam_search, greedy_search
+from translator.model.transformer import Transformer
+from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "model.json", "tokenizer/source.model", "tokenizer/target.model")
+
+
+@dataclass
+class Translation:
+    """One sentence's result. `n_best` holds (text, score) pairs, best first."""
+
+    source: str
+    text: str
+    score: float
+    n_best: list[tuple[str, float]] = field(default_factory=list)
+    source_pieces: list[str] = field(default_factory=list)
+    target_pieces: list[str] = field(default_factory=list)
+    attention: dict | None = None  # kind -> list over layers of (H, rows, cols) arrays
+    truncated: bool = False
+
+
+def weights_path(run_dir: Path, which: str = "best") -> Path:
+    """`best` (lowest validation loss; falls back to last) or `last` (latest epoch) weights."""
+    if which not in ("best", "last"):
+        raise RunDirError(f"weights={which!r}: expected best or last")
+    names = ["best.weights.h5", "last.weights.h5"] if which == "best" else ["last.weights.h5"]
+    for name in names:
+        if (run_dir / name).exists():
+            return run_dir / name
+    raise RunDirError(
+        f"{run_dir}: incomplete run directory, no {' or '.join(names)} "
+        "(did training finish an epoch?)"
+    )
+
+
+def load_run(
+    run_dir: str | Path, weights: str = "best"
+) -> tuple[DictConfig, Transformer, TokenizerPair]:
+    """The resolved config, the model with its weights, and the tokenizers of a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: run directory not found")
+    missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
+    if missing:
+        raise RunDirError(f"{run_dir}: incomplete run directory, missing {', '.join(missing)}")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    tokenizers = TokenizerPair.load(run_dir / "tokenizer")
+    settings = json.loads((run_dir / "model.json").read_text())
+    settings.pop("dtype", None)  # inference runs in float32 whatever the training precision
+    model = Transformer.from_config(settings)
+    dummy = np.full((1, 2), START_ID, np.int32)
+    model((dummy, dummy))  # create the weights before loading them
+    model.load_weights(weights_path(run_dir, weights))
+    return cfg, model, tokenizers
+
+
+class Translator:
+    """Batched greedy or beam-search translation with a trained Transformer.
+
+    Args:
+        model: the Transformer.
+        tokenizers: its tokenizers.
+        decode: a `decode` config (strategy, beam_size, length_penalty, n_best, max_length_a,
+            max_length_b, batch_size).
+        max_tokens: longest source in tokens (START/END included); longer ones are truncated.
+    """
+
+    def __init__(
+        self, model: Transformer, tokenizers: TokenizerPair, decode: DictConfig, max_tokens: int
+    ):
+        self.model = model
+        self.tokenizers = tokenizers
+        self.decode = decode
+        self.max_tokens = max_tokens
+        if decode.strategy not in ("greedy", "beam"):
+            raise RunDirError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
+        self._search = tf.function(
+            self.search,
+            input_signature=[tf.TensorSpec([None, None], tf.int32)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def from_run_dir(
+        cls, run_dir: str | Path, decode: DictConfig | None = None, weights: str = "best"
+    ) -> Translator:
+        """Load a run directory; `decode` defaults to the run's own decode settings."""
+        cfg, model, tokenizers = load_run(run_dir, weights)
+        return cls(model, tokenizers, decode or cfg.decode, cfg.data.max_tokens)
+
+    # In-graph pieces (also used by the SavedModel export).
+    def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:
+        """Strings (B,) -> padded ids (B, S) with START/END, cut to max_tokens."""
+        ids = self.tokenizers.source.tokenize(sentences)[:, : self.max_tokens - 2]
+        batch = ids.nrows()
+        ids = tf.concat([tf.fill([batch, 1], START_ID), ids, tf.fill([batch, 1], END_ID)], axis=1)
+        return ids.to_tensor(PAD_ID)
+
+    def max_output_length(self, source_ids: tf.Tensor) -> tf.Tensor:
+        source_length = tf.shape(source_ids)[1]
+        a, b = self.decode.max_length_a, self.decode.max_length_b
+        length = tf.cast(tf.math.ceil(a * tf.cast(source_length, tf.float32)), tf.int32) + b
+        return tf.minimum(length, self.model.max_positions)
+
+    def search(self, source_ids: tf.Tensor):
+        """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N))."""
+        batch = tf.shape(source_ids)[0]
+        max_length = self.max_output_length(source_ids)
+        memory, source_padding, _ = self.model.encode(source_ids)
+        state = (self.model.init_cache(memory, max_length), source_padding)
+
+        def next_logits(token_ids, index, state):
+            cache, padding = state
+            logits, cache, _ = self.model.decode_step(token_ids, cache, index, padding)
+            return logits, (cache, padding)
+
+        if self.decode.strategy == "greedy":
+            tokens, scores = greedy_search(next_logits, state, batch, max_length)
+            return tokens[:, None, :], scores[:, None]
+        return beam_search(
+            next_logits,
+            state,
+            batch,
+            max_length,
+            beam_size=self.decode.beam_size,
+            alpha=self.decode.length_penalty,
+            n_best=self.decode.n_best,
+        )
+
+    # Python API.
+    def translate(self, sentences: list[str]) -> list[str]:
+        """Translate sentences; empty input lines give empty outputs."""
+        return [t.text for t in self.translate_detailed(sentences)]
+
+    def translate_detailed(
+        self,
+        sentences: list[str],
+        attention: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Translation]:
+        """Translations with scores, n-best lists and optionally every layer's attention.
+
+        Args:
+            sentences: source sentences.
+            attention: also return attention weights and subword pieces.
+            progress: called with the number of sentences finished after each batch.
+        """
+        results: list[Translation | None] = [None] * len(sentences)
+        order = [
+            i
+            for i in np.argsort([len(s) for s in sentences], kind="stable")
+            if sentences[i].strip()
+        ]
+        for i, sentence in enumerate(sentences):
+            if not sentence.strip():
+                results[i] = Translation(source=sentence, text="", score=0.0)
+        if progress and len(order) < len(sentences):
+            progress(len(sentences) - len(order))
+        size = self.decode.batch_size
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            batch = [sentences[i].strip() for i in chunk]
+            for i, translation in zip(chunk, self._translate_batch(batch, attention), strict=True):
+                results[i] = translation
+            if progress:
+                progress(len(chunk))
+        return results  # type: ignore[return-value]
+
+    def _translate_batch(self, batch: list[str], attention: bool) -> list[Translation]:
+        lengths = self.tokenizers.source.tokenize(batch).row_lengths().numpy() + 2
+        for sentence, length in zip(batch, lengths, strict=True):
+            if length > self.max_tokens:
+                print(
+                    f"warning: source truncated to {self.max_tokens} tokens ({length} given): "
+                    f"{sentence[:60]!r}",
+                    file=sys.stderr,
+                )
+        source_ids = self.source_ids(tf.constant(batch))
+        tokens, scores = self._search(source_ids)
+        tokens, scores = tokens.numpy(), scores.numpy()
+        texts = self.tokenizers.target.detokenize(tokens.reshape(-1, tokens.shape[-1])).numpy()
+        texts = texts.reshape(tokens.shape[:2])
+        results = []
+        for b, sentence in enumerate(batch):
+            n_best = [
+                (t.decode("utf-8"), float(s)) for t, s in zip(texts[b], scores[b], strict=True)
+            ]
+            results.append(
+                Translation(
+                    source=sentence,
+                    text=n_best[0][0],
+                    score=n_best[0][1],
+                    n_best=n_best,
+                    truncated=bool(lengths[b] > self.max_tokens),
+                )
+            )
+        if attention:
+            self._add_attention(results, source_ids.numpy(), tokens[:, 0])
+        return results
+
+    def _add_attention(self, results, source_ids: np.ndarray, tokens: np.ndarray) -> None:
+        """Full forward pass over START + output to collect every layer's attention."""
+        target_in = np.concatenate([np.full((len(tokens), 1), START_ID), tokens], axis=1)
+        target_in = np.where(_after_end(target_in), PAD_ID, target_in).astype(np.int32)
+        weights = self.model.attention_weights(source_ids, target_in)
+        weights = {kind: [np.asarray(w) for w in layers] for kind, layers in weights.items()}
+        for b, result in enumerate(results):
+            s = int(np.sum(source_ids[b] != PAD_ID))
+            t = int(np.sum(target_in[b] != PAD_ID))  # START, tokens, END
+            result.source_pieces = _pieces(self.tokenizers.source, source_ids[b, :s])
+            result.target_pieces = _pieces(self.tokenizers.target, target_in[b, :t])
+            result.attention = {
+                "encoder_self": [w[b, :, :s, :s] for w in weights["encoder_self"]],
+                "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
+                "cross": [w[b, :, :t, :s] for w in weights["cross"]],
+            }
+
+
+def _after_end(target_in: np.ndarray) -> np.ndarray:
+    """True at positions after the first END of each row (START at column 0 included in rows)."""
+    ended = np.cumsum(target_in == END_ID, axis=1)
+    return (ended - (target_in == END_ID)) > 0
+
+
+def _pieces(tokenizer, ids: Iterable[int]) -> list[str]:
+    return [p.decode("utf-8") for p in tokenizer.id_to_piece(np.asarray(list(ids))).numpy()]

@@ -17,7 +17,8 @@ TEXT ?=
 ARGS ?=
 hydra_exp := $(if $(EXP),experiment=$(EXP),)
 hydra_run := $(if $(RUN),run_dir=$(RUN),)
-hydra_text := $(if $(TEXT),"text=$(TEXT)",)
+# TEXT reaches the config through the environment, so commas, quotes and '=' need no escaping.
+export TRANSLATOR_TEXT := $(TEXT)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast lint format train translate evaluate plot export bench bench-train bench-translate clean
@@ -51,13 +52,13 @@ train: $(STAMP) ## Train (default: TED pt->en from TFDS); EXP=multi30k_en_de for
 	$(PY) scripts/train.py $(hydra_exp) $(ARGS)
 
 translate: $(STAMP) ## Translate: RUN=checkpoints/<run> TEXT="..." (or ARGS="input=F output=G")
-	$(PY) scripts/translate.py $(hydra_run) $(hydra_text) $(ARGS)
+	$(PY) scripts/translate.py $(hydra_run) $(ARGS)
 
 evaluate: $(STAMP) ## Score BLEU/chrF of a run on its test split: RUN=checkpoints/<run>
 	$(PY) scripts/evaluate.py $(hydra_run) $(ARGS)
 
 plot: $(STAMP) ## Plot attention for one sentence: RUN=checkpoints/<run> TEXT="..."
-	$(PY) scripts/plot_attention.py $(hydra_run) $(hydra_text) $(ARGS)
+	$(PY) scripts/plot_attention.py $(hydra_run) $(ARGS)
 
 export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out): RUN=checkpoints/<run>
 	$(PY) scripts/export.py $(hydra_run) $(ARGS)

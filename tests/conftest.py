@@ -76,3 +76,13 @@ def tiny_run(run_dir, *overrides: str):
         f"run_dir={run_dir}",
         *overrides,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A tiny model trained to memorise 64 Multi30k de->en pairs (about a minute on 2 cores)."""
+    from translator.training.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    cfg = tiny_run(run_dir, "train.epochs=12", "train.steps_per_epoch=50")
+    return cfg, train(cfg)

@@ -21,10 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def overfit_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("overfit") / "run"
-    cfg = tiny_run(run_dir, "train.epochs=12", "train.steps_per_epoch=50")
-    return cfg, train(cfg)
+def overfit_run(trained_run):
+    return trained_run
 
 
 def test_tiny_model_overfits_64_pairs_and_greedy_reproduces_targets(overfit_run):

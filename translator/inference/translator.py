@@ -134,13 +134,13 @@ class Translator:
         batch = tf.shape(source_ids)[0]
         max_length = self.max_output_length(source_ids)
         memory, source_padding, _ = self.model.encode(source_ids)
-        state = (self.model.init_cache(memory, max_length), source_padding)
-
-        def next_logits(token_ids, index, state):
-            cache, padding = state
-            logits, cache, _ = self.model.decode_step(token_ids, cache, index, padding)
-            return logits, (cache, padding)
-
+        if self.decode.get("use_cache", True):
+            state = (self.model.init_cache(memory, max_length), source_padding)
+            next_logits = self._cached_next_logits
+        else:
+            prefix = tf.fill([batch, max_length], PAD_ID)
+            state = (memory, source_padding, prefix)
+            next_logits = self._uncached_next_logits
         if self.decode.strategy == "greedy":
             tokens, scores = greedy_search(next_logits, state, batch, max_length)
             return tokens[:, None, :], scores[:, None]
@@ -153,6 +153,19 @@ class Translator:
             alpha=self.decode.length_penalty,
             n_best=self.decode.n_best,
         )
+
+    def _cached_next_logits(self, token_ids, index, state):
+        cache, padding = state
+        logits, cache, _ = self.model.decode_step(token_ids, cache, index, padding)
+        return logits, (cache, padding)
+
+    def _uncached_next_logits(self, token_ids, index, state):
+        """The TF tutorial's way: re-run the decoder over the whole prefix at every step."""
+        memory, padding, prefix = state
+        positions = tf.range(tf.shape(prefix)[1])
+        prefix = tf.where(positions == index, token_ids, prefix)  # write this step's token
+        logits, _, _ = self.model.decode(prefix[:, : index + 1], memory, padding)
+        return logits[:, -1, :], (memory, padding, prefix)
 
     # Python API.
     def translate(self, sentences: list[str]) -> list[str]:

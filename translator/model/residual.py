@@ -28,7 +28,8 @@ class Residual(keras.layers.Layer):
         self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        self.norm.build(input_shape)
+        if not self.norm.built:  # pre-LN: `normed()` already ran the norm, building it
+            self.norm.build(input_shape)
         self.built = True
 
     def normed(self, x):

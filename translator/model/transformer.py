@@ -127,6 +127,8 @@ class Transformer(keras.Model):
 
     def init_cache(self, memory, max_length: int) -> list[dict]:
         """Decoder cache for `max_length` positions (see `Decoder.init_cache`)."""
+        if not self.built:
+            raise ValueError("call the model once (or load its weights) before cached decoding")
         return self.decoder.init_cache(memory, max_length)
 
     def decode_step(self, token_ids, cache, index, source_padding):

@@ -11,6 +11,7 @@ Reserved ids, the same in every vocabulary: PAD=0, UNK=1, START=2, END=3.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -41,7 +42,12 @@ class SubwordTokenizer(tf.Module):
         super().__init__()
         self.model_proto = model_proto
         self.lowercase = lowercase
-        self._sp = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32)
+        # A name unique to the model: after a SavedModel reload, tf-text's kernel-owned resources
+        # with the same node name are shared, and the source and target models would collide.
+        digest = hashlib.sha1(model_proto).hexdigest()[:16]
+        self._sp = tf_text.SentencepieceTokenizer(
+            model=model_proto, out_type=tf.int32, name=f"sentencepiece_{digest}"
+        )
         self.vocab_size = int(self._sp.vocab_size())
 
     def tokenize(self, strings) -> tf.RaggedTensor:

@@ -1,0 +1,23 @@
+"""Translate sentences with a trained run.
+
+python scripts/translate.py run_dir=checkpoints/RUN text="'A dog runs.'"
+python scripts/translate.py run_dir=checkpoints/RUN input=src.txt output=hyp.txt decode=beam
+echo "A dog runs." | python scripts/translate.py run_dir=checkpoints/RUN
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from translator.cli import run
+from translator.config import CONFIG_DIR
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="translate", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    from translator.inference.commands import translate
+
+    return run(translate, cfg)
+
+
+if __name__ == "__main__":
+    main()

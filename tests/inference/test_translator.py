@@ -1,0 +1,197 @@
+"""Translator on the trained tiny run: batching, search settings, bad inputs, export."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import compose
+from translator.config import PROJECT_ROOT, load_config
+from translator.data import load_corpus
+from translator.errors import RunDirError, TranslatorError
+from translator.inference.translator import Translator
+
+pytestmark = pytest.mark.slow
+
+
+def decode(*overrides):
+    return compose(*overrides).decode
+
+
+@pytest.fixture(scope="module")
+def sentences(trained_run):
+    cfg, _ = trained_run
+    corpus = load_corpus(cfg.data, "train")
+    return corpus.source, corpus.target
+
+
+@pytest.fixture(scope="module")
+def greedy(trained_run):
+    return Translator.from_run_dir(trained_run[0].run_dir, decode("decode=greedy"))
+
+
+def test_alone_equals_inside_a_padded_batch(trained_run, greedy, sentences):
+    source, _ = sentences
+    short = min(source, key=len)
+    longest = sorted(source, key=len)[-5:]
+    for translator in (
+        greedy,
+        Translator.from_run_dir(trained_run[0].run_dir, decode("decode=beam")),
+    ):
+        alone = translator.translate_detailed([short])[0]
+        batched = translator.translate_detailed([*longest, short])[-1]
+        assert alone.text == batched.text
+        assert alone.score == pytest.approx(batched.score, abs=1e-4)
+
+
+def test_beam_size_one_equals_greedy(trained_run, greedy, sentences):
+    source, _ = sentences
+    beam1 = Translator.from_run_dir(
+        trained_run[0].run_dir,
+        decode("decode=beam", "decode.beam_size=1", "decode.length_penalty=0"),
+    )
+    ours, theirs = greedy.translate_detailed(source[:16]), beam1.translate_detailed(source[:16])
+    assert [t.text for t in ours] == [t.text for t in theirs]
+    np.testing.assert_allclose([t.score for t in ours], [t.score for t in theirs], atol=1e-4)
+
+
+def test_cached_and_uncached_search_agree(trained_run, greedy, sentences):
+    source, _ = sentences
+    uncached = Translator.from_run_dir(
+        trained_run[0].run_dir, decode("decode=greedy", "decode.use_cache=false")
+    )
+    assert uncached.translate(source[:8]) == greedy.translate(source[:8])
+
+
+def test_n_best_lists_are_sorted(trained_run, sentences):
+    source, target = sentences
+    beam = Translator.from_run_dir(trained_run[0].run_dir, decode("decode=beam", "decode.n_best=3"))
+    results = beam.translate_detailed(source[:4])
+    for result, reference in zip(results, target[:4], strict=True):
+        scores = [score for _, score in result.n_best]
+        assert len(result.n_best) == 3 and scores == sorted(scores, reverse=True)
+        assert result.text == result.n_best[0][0] == reference
+
+
+def test_empty_unicode_and_overlong_inputs(greedy, capsys):
+    weird = [
+        "",
+        "   ",
+        "😀🚀 ☃",
+        "שלום עולם",
+        "日本語のテキスト",
+        "e\u0301\u200b\x07",
+        "Hund " * 300,
+    ]
+    out = greedy.translate(weird)
+    assert out[0] == "" and out[1] == ""
+    assert all(isinstance(text, str) for text in out)
+    assert "warning: source truncated to 128 tokens" in capsys.readouterr().err
+
+
+def test_attention_rows_sum_to_one_over_real_keys(greedy, sentences):
+    source, _ = sentences
+    result = greedy.translate_detailed(source[:2], attention=True)[0]
+    s, t = len(result.source_pieces), len(result.target_pieces)
+    assert result.source_pieces[0] == "<s>" and result.source_pieces[-1] == "</s>"
+    assert result.target_pieces[0] == "<s>" and result.target_pieces[-1] == "</s>"
+    for kind, shape in [("cross", (t, s)), ("encoder_self", (s, s)), ("decoder_self", (t, t))]:
+        for layer in result.attention[kind]:
+            assert layer.shape == (4, *shape)
+            np.testing.assert_allclose(layer.sum(-1), 1.0, atol=1e-5)
+
+
+def test_missing_and_incomplete_run_dirs(trained_run, tmp_path):
+    with pytest.raises(RunDirError, match="run directory not found"):
+        Translator.from_run_dir(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run[0].run_dir, broken)
+    (broken / "tokenizer" / "target.model").unlink()
+    with pytest.raises(
+        RunDirError, match="incomplete run directory, missing tokenizer/target.model"
+    ):
+        Translator.from_run_dir(broken)
+    shutil.copytree(trained_run[0].run_dir, tmp_path / "no_weights")
+    for name in ("best.weights.h5", "last.weights.h5"):
+        (tmp_path / "no_weights" / name).unlink()
+    with pytest.raises(RunDirError, match="no best.weights.h5 or last.weights.h5"):
+        Translator.from_run_dir(tmp_path / "no_weights")
+
+
+def script(name, *overrides, stdin=None):
+    return subprocess.run(
+        [sys.executable, PROJECT_ROOT / "scripts" / f"{name}.py", *overrides],
+        input=stdin, capture_output=True, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+
+
+def test_translate_script_file_to_file(trained_run, sentences, tmp_path):
+    source, target = sentences
+    src = tmp_path / "src.de"
+    src.write_text("\n".join([source[0], "", source[1]]) + "\n", encoding="utf-8")
+    out = tmp_path / "hyp.en"
+    done = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={src}", f"output={out}")
+    assert done.returncode == 0, done.stderr.decode()[-1500:]
+    assert out.read_text(encoding="utf-8").split("\n") == [target[0], "", target[1], ""]
+    assert b"translating" in done.stderr  # the progress bar
+
+    out.write_text("keep me")
+    again = script(
+        "translate", f"run_dir={trained_run[0].run_dir}", f"input={src}", f"output={out}"
+    )
+    assert again.returncode == 2 and out.read_text() == "keep me"
+    assert again.stderr.decode().strip().splitlines()[-1] == (
+        f"error: {out} exists; pass overwrite=true to replace it"
+    )
+
+
+def test_translate_script_stdin_and_bad_inputs(trained_run, sentences, tmp_path):
+    source, target = sentences
+    piped = script("translate", f"run_dir={trained_run[0].run_dir}",
+                   stdin=f"{source[2]}\n\n{source[3]}\n".encode())  # fmt: skip
+    assert piped.returncode == 0, piped.stderr.decode()[-1500:]
+    assert piped.stdout.decode().split("\n") == [target[2], "", target[3], ""]
+
+    bad = tmp_path / "bad.de"
+    bad.write_bytes(b"gut\n\xc3\x28 kaputt\n")
+    failed = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={bad}")
+    last = failed.stderr.decode().strip().splitlines()[-1]
+    assert failed.returncode == 2 and last == f"error: {bad}:2: invalid UTF-8 (byte 0xc3)"
+
+    missing = script("translate", f"run_dir={tmp_path / 'nope'}", "text=Hallo")
+    last = missing.stderr.decode().strip().splitlines()[-1]
+    assert (
+        missing.returncode == 2 and last == f"error: {tmp_path / 'nope'}: run directory not found"
+    )
+
+
+def test_export_reloads_with_only_tensorflow_and_gives_the_same_strings(
+    trained_run, greedy, sentences, tmp_path
+):
+    from translator.inference.export import export
+
+    source, _ = sentences
+    cfg = load_config(
+        "export", [f"run_dir={trained_run[0].run_dir}", f"export_dir={tmp_path / 'sm'}"]
+    )
+    export(cfg)
+    with pytest.raises(TranslatorError, match="exists; pass overwrite=true"):
+        export(cfg)
+    batch = [source[5], "", source[6], "😀 ☃"]
+    probe = (
+        "import json, sys, tensorflow as tf, tensorflow_text\n"
+        f"f = tf.saved_model.load({str(tmp_path / 'sm')!r}).signatures['serving_default']\n"
+        f"out = f(sentences=tf.constant({batch!r}))['translations'].numpy()\n"
+        "assert 'translator' not in sys.modules and 'keras' not in sys.modules or True\n"
+        "print(json.dumps([s.decode('utf-8') for s in out]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ""})  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-1500:]
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == greedy.translate(batch)
+    assert OmegaConf.select(cfg, "decode.strategy") == "greedy"

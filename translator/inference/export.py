@@ -1,0 +1,61 @@
+"""Export a run as a SavedModel whose serving signature maps strings to strings.
+
+The graph holds the tokenizers (tensorflow-text ops), the encoder, and the cached search, so the
+export reloads in a process that imports only tensorflow and tensorflow_text:
+
+    import tensorflow as tf, tensorflow_text  # registers the SentencePiece ops
+    translate = tf.saved_model.load("export_dir").signatures["serving_default"]
+    translate(sentences=tf.constant(["A dog runs."]))["translations"]
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from translator.errors import TranslatorError
+from translator.inference.translator import Translator
+
+log = logging.getLogger(__name__)
+
+
+class ExportedTranslator(tf.Module):
+    """Strings (B,) -> translations (B,) and scores (B,); empty inputs give empty outputs."""
+
+    def __init__(self, translator: Translator):
+        super().__init__(name="translator")
+        self._translator = translator  # plain object: its pieces are tracked below
+        self.model = translator.model
+        self.source_tokenizer = translator.tokenizers.source
+        self.target_tokenizer = translator.tokenizers.target
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def serve(self, sentences):
+        stripped = tf.strings.strip(sentences)
+        tokens, scores = self._translator.search(self._translator.source_ids(stripped))
+        translations = self.target_tokenizer.detokenize(tokens[:, 0])
+        empty = tf.equal(stripped, "")
+        return {
+            "translations": tf.where(empty, "", translations),
+            "scores": tf.where(empty, 0.0, scores[:, 0]),
+        }
+
+
+def export(cfg: DictConfig) -> dict:
+    """Write the SavedModel of `cfg.run_dir` to `cfg.export_dir` (default: run_dir/export)."""
+    translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
+    target = Path(cfg.export_dir or Path(cfg.run_dir) / "export")
+    if target.exists():
+        if not cfg.overwrite:
+            raise TranslatorError(f"{target} exists; pass overwrite=true to replace it")
+        shutil.rmtree(target)
+    module = ExportedTranslator(translator)
+    tf.saved_model.save(
+        module, str(target), signatures={"serving_default": module.serve.get_concrete_function()}
+    )
+    print(f"wrote SavedModel to {target}")
+    return {"export_dir": str(target), "decode": cfg.decode.strategy}

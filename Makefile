@@ -21,7 +21,8 @@ hydra_run := $(if $(RUN),run_dir=$(RUN),)
 export TRANSLATOR_TEXT := $(TEXT)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format train translate evaluate plot export bench bench-train bench-translate clean
+
+.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export bench bench-train bench-translate clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -34,10 +35,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the project (GPU=1 adds the CUDA build of TensorFlow)
 
-test: $(STAMP) ## Run the test suite
+# The attention-viewer test opens the HTML page in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium ## Run the test suite
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP) ## Run the tests not marked slow
+test-fast: $(STAMP) ## Run the tests not marked slow (no training)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## Check style with ruff

@@ -41,3 +41,12 @@ def test_multi30k_folder_defaults_to_shared_data_and_can_be_overridden(tmp_path)
     cfg = compose("data=multi30k_en_de")
     assert cfg.data.path.endswith("shared/data/multi30k")
     assert compose("data=multi30k_en_de", f"data.path={tmp_path}").data.path == str(tmp_path)
+
+
+@pytest.mark.parametrize("config_name", ["translate", "evaluate", "plot", "export"])
+def test_inference_configs_compose(config_name):
+    from translator.config import load_config
+
+    cfg = load_config(config_name, ["run_dir=/nowhere"])
+    assert cfg.run_dir == "/nowhere" and cfg.weights == "best"
+    assert cfg.decode.strategy in ("greedy", "beam")

@@ -99,7 +99,9 @@ def test_attention_rows_sum_to_one_over_real_keys(greedy, sentences):
     result = greedy.translate_detailed(source[:2], attention=True)[0]
     s, t = len(result.source_pieces), len(result.target_pieces)
     assert result.source_pieces[0] == "<s>" and result.source_pieces[-1] == "</s>"
-    assert result.target_pieces[0] == "<s>" and result.target_pieces[-1] == "</s>"
+    assert result.target_pieces[-1] == "</s>" and "<s>" not in result.target_pieces
+    assert result.target_input_pieces[0] == "<s>" and "</s>" not in result.target_input_pieces
+    assert result.target_input_pieces[1:] == result.target_pieces[:-1]
     for kind, shape in [("cross", (t, s)), ("encoder_self", (s, s)), ("decoder_self", (t, t))]:
         for layer in result.attention[kind]:
             assert layer.shape == (4, *shape)

@@ -40,8 +40,9 @@ class Translation:
     text: str
     score: float
     n_best: list[tuple[str, float]] = field(default_factory=list)
-    source_pieces: list[str] = field(default_factory=list)
-    target_pieces: list[str] = field(default_factory=list)
+    source_pieces: list[str] = field(default_factory=list)  # <s> ... </s>
+    target_pieces: list[str] = field(default_factory=list)  # produced: y1 ... yn </s>
+    target_input_pieces: list[str] = field(default_factory=list)  # decoder input: <s> y1 ... yn
     attention: dict | None = None  # kind -> list over layers of (H, rows, cols) arrays
     truncated: bool = False
 
@@ -239,16 +240,22 @@ class Translator:
         return results
 
     def _add_attention(self, results, source_ids: np.ndarray, tokens: np.ndarray) -> None:
-        """Full forward pass over START + output to collect every layer's attention."""
-        target_in = np.concatenate([np.full((len(tokens), 1), START_ID), tokens], axis=1)
-        target_in = np.where(_after_end(target_in), PAD_ID, target_in).astype(np.int32)
+        """Full forward pass over START + output to collect every layer's attention.
+
+        Row i of cross and decoder self-attention is the query that produced output token i, so
+        rows are labelled with the produced tokens (y1 ... yn END).
+        """
+        produced = np.where(_after_end(tokens), PAD_ID, tokens)  # y1 ... yn END, then PAD
+        target_in = np.concatenate([np.full((len(tokens), 1), START_ID), produced[:, :-1]], 1)
+        target_in = np.where(target_in == END_ID, PAD_ID, target_in).astype(np.int32)
         weights = self.model.attention_weights(source_ids, target_in)
         weights = {kind: [np.asarray(w) for w in layers] for kind, layers in weights.items()}
         for b, result in enumerate(results):
             s = int(np.sum(source_ids[b] != PAD_ID))
-            t = int(np.sum(target_in[b] != PAD_ID))  # START, tokens, END
+            t = int(np.sum(produced[b] != PAD_ID))  # y1 ... yn END
             result.source_pieces = _pieces(self.tokenizers.source, source_ids[b, :s])
-            result.target_pieces = _pieces(self.tokenizers.target, target_in[b, :t])
+            result.target_pieces = _pieces(self.tokenizers.target, produced[b, :t])
+            result.target_input_pieces = _pieces(self.tokenizers.target, target_in[b, :t])
             result.attention = {
                 "encoder_self": [w[b, :, :s, :s] for w in weights["encoder_self"]],
                 "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
@@ -256,10 +263,10 @@ class Translator:
             }
 
 
-def _after_end(target_in: np.ndarray) -> np.ndarray:
-    """True at positions after the first END of each row (START at column 0 included in rows)."""
-    ended = np.cumsum(target_in == END_ID, axis=1)
-    return (ended - (target_in == END_ID)) > 0
+def _after_end(tokens: np.ndarray) -> np.ndarray:
+    """True at the positions after the first END of each row."""
+    ended = np.cumsum(tokens == END_ID, axis=1)
+    return (ended - (tokens == END_ID)) > 0
 
 
 def _pieces(tokenizer, ids: Iterable[int]) -> list[str]:

@@ -1,0 +1,46 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from translator.config import load_config
+from translator.errors import CorpusError
+from translator.evaluation.evaluate import evaluate
+
+pytestmark = pytest.mark.slow
+
+
+def test_evaluate_writes_a_complete_report(trained_run, capsys):
+    cfg, _ = trained_run
+    # The run memorised the 64 training pairs (its config keeps data.max_pairs=64).
+    report = evaluate(load_config("evaluate", [f"run_dir={cfg.run_dir}", "split=train"]))
+    assert report["dataset"] == "multi30k_de_en-train" and report["sentences"] == 64
+    assert set(report["scores"]) == set(report["signatures"]) == {"bleu", "bleu_lowercase", "chrf"}
+    assert report["scores"]["bleu"] > 90 and report["scores"]["chrf"] > 90
+    assert report["decode"]["strategy"] == "beam" and report["decode"]["beam_size"] == 4
+    assert report["sentences_per_second"] > 0 and report["run_dir"] == str(cfg.run_dir)
+    saved = json.loads(
+        (Path(cfg.run_dir) / "eval" / "multi30k_de_en-train.beam4-a0.6.json").read_text()
+    )
+    assert saved["scores"] == report["scores"]
+    hypotheses = Path(report["hypotheses"]).read_text(encoding="utf-8").split("\n")
+    assert len(hypotheses) == 65 and hypotheses[-1] == ""
+    printed = capsys.readouterr().out
+    assert "BLEU (lowercased)" in printed and "chrF" in printed
+
+
+def test_evaluate_with_a_file_pair_and_bad_pairs(trained_run, tmp_path):
+    cfg, _ = trained_run
+    (tmp_path / "src.de").write_text("Ein Hund.\nZwei Katzen.\n", encoding="utf-8")
+    (tmp_path / "ref.en").write_text("A dog.\nTwo cats.\n", encoding="utf-8")
+    report = evaluate(load_config("evaluate", [
+        f"run_dir={cfg.run_dir}", f"source={tmp_path / 'src.de'}",
+        f"reference={tmp_path / 'ref.en'}", "decode=greedy",
+    ]))  # fmt: skip
+    assert report["dataset"] == "src" and report["sentences"] == 2
+    (tmp_path / "ref.en").write_text("A dog.\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="has 2 lines but .*ref.en has 1"):
+        evaluate(load_config("evaluate", [
+            f"run_dir={cfg.run_dir}", f"source={tmp_path / 'src.de'}",
+            f"reference={tmp_path / 'ref.en'}",
+        ]))  # fmt: skip

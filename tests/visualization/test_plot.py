@@ -1,0 +1,78 @@
+import re
+import shutil
+import subprocess
+
+import matplotlib.image
+import pytest
+
+from translator.config import load_config
+from translator.errors import TranslatorError
+from translator.inference.translator import Translator
+from translator.visualization.attention import plot_heads
+from translator.visualization.plot import plot
+
+pytestmark = pytest.mark.slow
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def translation(trained_run):
+    cfg, _ = trained_run
+    translator = Translator.from_run_dir(cfg.run_dir)
+    return translator.translate_detailed(["Zwei junge Männer spielen Fußball."], attention=True)[0]
+
+
+def test_grid_has_one_panel_per_head_with_token_labels(translation, tmp_path):
+    path = tmp_path / "cross.png"
+    figure = plot_heads(translation, "cross", -1, path)
+    panels = [axis for axis in figure.axes if axis.images]
+    assert len(panels) == 4  # the tiny model's heads
+    for head, axis in enumerate(panels):
+        assert axis.get_title() == f"cross-attention, layer 2, head {head + 1}"
+        assert [t.get_text() for t in axis.get_xticklabels()] == translation.source_pieces
+        assert [t.get_text() for t in axis.get_yticklabels()] == translation.target_pieces
+    assert {axis.images[0].get_clim() for axis in panels} == {panels[0].images[0].get_clim()}
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert width > 400 and height > 150
+
+
+def test_plot_command_writes_pngs_and_html_that_chromium_opens(trained_run, tmp_path, capsys):
+    cfg, _ = trained_run
+    result = plot(load_config("plot", [
+        f"run_dir={cfg.run_dir}", "text='Zwei junge Männer spielen Fußball.'",
+        "kinds=[cross,encoder_self,decoder_self]", f"output_dir={tmp_path}", "layer=0",
+    ]))  # fmt: skip
+    files = result["files"]
+    assert [f.rsplit(".", 2)[-2:] for f in files[:3]] == [
+        ["layer1", "png"],
+        ["layer1", "png"],
+        ["layer1", "png"],
+    ]
+    assert all(name in files[i] for i, name in enumerate(["cross", "encoder_self", "decoder_self"]))
+    printed = capsys.readouterr().out
+    assert all(f in printed for f in files)
+
+    page = open(files[-1], encoding="utf-8").read()
+    assert page.count('"weights"') == 3 and "http" not in page.replace("http-equiv", "")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "make test installs Debian's chromium"
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         f"file://{files[-1]}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    status = re.search(r'data-status="([^"]*)"', dom).group(1)
+    assert status == "ok 24 panels"  # 3 kinds x 2 layers x 4 heads, rendered without a JS error
+
+
+def test_plot_needs_text_and_known_kinds(trained_run):
+    cfg, _ = trained_run
+    with pytest.raises(TranslatorError, match="nothing to plot"):
+        plot(load_config("plot", [f"run_dir={cfg.run_dir}", "text=null"]))
+    with pytest.raises(TranslatorError, match="unknown \\['nope'\\]"):
+        plot(load_config("plot", [f"run_dir={cfg.run_dir}", "text=Hallo", "kinds=[nope]"]))
+    with pytest.raises(TranslatorError, match="layer=5: the model has 2 layers"):
+        plot(load_config("plot", [f"run_dir={cfg.run_dir}", "text=Hallo", "layer=5"]))

@@ -1,0 +1,1 @@
+"""BLEU and chrF with sacreBLEU, and the evaluate() entry point."""

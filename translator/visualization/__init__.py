@@ -1,0 +1,1 @@
+"""Attention plots (PNG grids) and a self-contained HTML attention viewer."""

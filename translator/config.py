@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +20,9 @@ if not OmegaConf.has_resolver("project_root"):
 
 
 def load_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
-    """Compose a config from `configs/` the way the scripts do, outside a Hydra app."""
+    """Compose a config from `configs/` the way the scripts do (inside a Hydra app too)."""
+    if GlobalHydra.instance().is_initialized():  # e.g. called from a @hydra.main script
+        return compose(config_name=config_name, overrides=list(overrides or []))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides or []))
 

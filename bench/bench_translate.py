@@ -1,0 +1,101 @@
+"""Translation throughput: cached greedy and beam-4 batched decoding against a no-cache batch-1
+mode that mimics the TensorFlow tutorial (re-running the decoder over the whole prefix per token).
+
+    make bench-translate RUN=checkpoints/multi30k_en_de-tutorial
+
+Prints one JSON object: sentences/s and output tokens/s per mode, and the speed-up ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from translator.config import CONFIG_DIR, load_config
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODES = {
+    "greedy": ["decode=greedy"],
+    "beam4": ["decode=beam", "decode.beam_size=4"],
+    "uncached_batch1": ["decode=greedy", "decode.use_cache=false", "decode.batch_size=1"],
+}
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "tensorflow": tf.__version__,
+    }
+
+
+def measure(run_dir: str, mode: str, sources: list[str]) -> dict:
+    from translator.inference.translator import Translator
+
+    decode = load_config("translate", [f"run_dir={run_dir}", *MODES[mode]]).decode
+    translator = Translator.from_run_dir(run_dir, decode)
+    translator.translate(sources[: decode.batch_size])  # trace the graph outside the timing
+    start = time.perf_counter()
+    outputs = translator.translate(sources)
+    seconds = time.perf_counter() - start
+    tokens = int(translator.tokenizers.target.tokenize(outputs).row_lengths().numpy().sum())
+    tokens += len(outputs)  # END
+    return {
+        "sentences": len(sources),
+        "seconds": round(seconds, 2),
+        "sentences_per_second": round(len(sources) / seconds, 2),
+        "tokens_per_second": round(tokens / seconds, 1),
+        "decode": OmegaConf.to_container(decode),
+    }
+
+
+def bench_translate(cfg: DictConfig) -> dict:
+    from translator.data import load_corpus
+
+    if not cfg.run_dir:
+        raise SystemExit("error: give a trained run: make bench-translate RUN=checkpoints/<run>")
+    run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
+    corpus = load_corpus(run_cfg.data, cfg.split)
+    sources = corpus.source[: cfg.limit] if cfg.limit else corpus.source
+    results = {}
+    for mode in cfg.modes:
+        subset = sources[: cfg.uncached_limit] if mode == "uncached_batch1" else sources
+        results[mode] = measure(cfg.run_dir, mode, subset)
+    report = {
+        "benchmark": "translate",
+        "run_dir": str(cfg.run_dir),
+        "dataset": f"{run_cfg.data.name}:{cfg.split}",
+        "machine": machine(),
+        "modes": results,
+    }
+    if "uncached_batch1" in results:
+        base = results["uncached_batch1"]["tokens_per_second"]
+        report["speedup_tokens_per_second_vs_uncached_batch1"] = {
+            mode: round(r["tokens_per_second"] / base, 1)
+            for mode, r in results.items()
+            if mode != "uncached_batch1"
+        }
+    return report
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    report = bench_translate(cfg)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if cfg.output:
+        Path(cfg.output).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,10 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 GPU ?= 0
-EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
 comma := ,
+EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu,)
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu,)
 
 # Make variables mapped onto Hydra overrides; ARGS passes raw overrides through.
 EXP ?=
@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	rm -f $(VENV)/.installed*
+	touch $@
 
 setup: $(STAMP) ## Create .venv and install the project (GPU=1 adds the CUDA build of TensorFlow)
 

@@ -83,4 +83,4 @@ def test_batches_split_evenly_over_replicas(multi30k_cfg, multi30k_tokenizers, v
         data = make_batches(valid, multi30k_tokenizers, cfg.data, training=False, replicas=2)
         sizes = [b[0][0].shape[0] for b in data]
         assert all(size % 2 == 0 for size in sizes)
-        assert len(valid) - sum(sizes) < 2 * len(sizes)  # only partial batches were dropped
+        assert len(valid) - sum(sizes) < len(sizes)  # at most one sentence lost per batch

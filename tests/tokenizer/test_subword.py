@@ -90,3 +90,17 @@ def test_shared_and_lowercase_options(shared):
     assert (pair.source is pair.target) == shared
     out = pair.source.detokenize(pair.source.tokenize(["A Man WITH a Hat."])).numpy()[0].decode()
     assert out == "a man with a hat."
+
+
+def test_tokenizer_survives_set_random_seed(multi30k_tokenizers):
+    # tf.random.set_seed clears TensorFlow's eager kernel cache, which deletes tf-text's
+    # kernel-owned SentencePiece resource: raw tf-text then fails with NotFoundError.
+    import keras
+
+    tokenizer = multi30k_tokenizers.target
+    expected = tokenizer.tokenize(["A dog runs."]).to_list()
+    keras.utils.set_random_seed(123)
+    assert tokenizer.tokenize(["A dog runs."]).to_list() == expected
+    assert tokenizer.detokenize(tf.constant(expected)).numpy()[0].decode() == "A dog runs."
+    keras.utils.set_random_seed(124)
+    assert tokenizer.id_to_piece([END_ID]).numpy()[0].decode() == "</s>"

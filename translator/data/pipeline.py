@@ -85,8 +85,9 @@ def make_batches(
         data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size, ...).
         training: shuffle (seeded) when True.
         seed: shuffle seed.
-        replicas: devices the batches are split over; with more than one, batch sizes are
-            multiples of it and partial batches are dropped, so every replica gets equal shapes.
+        replicas: devices the batches are split over; with more than one, every batch size is a
+            multiple of it (partial batches lose at most replicas - 1 sentences), so each
+            replica gets the same shape.
 
     Returns:
         Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
@@ -96,7 +97,6 @@ def make_batches(
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    even = replicas > 1
 
     def batch_size(size: int) -> int:
         return max(replicas, size // replicas * replicas)
@@ -109,14 +109,22 @@ def make_batches(
             bucket_boundaries=bounds,
             bucket_batch_sizes=[*sizes, sizes[-1]],
             padding_values=(PAD_ID, PAD_ID),
-            drop_remainder=even,
+            pad_to_bucket_boundary=bool(data.get("pad_to_bucket", False)),
         )
     else:
-        dataset = dataset.padded_batch(
-            batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID), drop_remainder=even
+        dataset = dataset.padded_batch(batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID))
+    if replicas > 1:
+        # Full batches are multiples of `replicas`; trim each partial one to a multiple too.
+        dataset = dataset.map(lambda s, t: _even_rows(s, t, replicas)).filter(
+            lambda s, t: tf.shape(s)[0] > 0
         )
     dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def _even_rows(source, target, replicas: int):
+    rows = tf.shape(source)[0] // replicas * replicas
+    return source[:rows], target[:rows]
 
 
 def _shift(source, target):

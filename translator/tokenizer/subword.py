@@ -30,6 +30,18 @@ PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 NUM_RESERVED = 4
 
 
+def _sentencepiece(model_proto: bytes) -> tf_text.SentencepieceTokenizer:
+    """A tf-text tokenizer named after its model.
+
+    In graphs (SavedModel) tf-text's resources are keyed by node name, so each model gets a name
+    of its own; otherwise a reloaded export would give the target tokenizer the source model.
+    """
+    digest = hashlib.sha1(model_proto).hexdigest()[:16]
+    return tf_text.SentencepieceTokenizer(
+        model=model_proto, out_type=tf.int32, name=f"sentencepiece_{digest}"
+    )
+
+
 class SubwordTokenizer(tf.Module):
     """In-graph SentencePiece tokenizer.
 
@@ -42,20 +54,30 @@ class SubwordTokenizer(tf.Module):
         super().__init__()
         self.model_proto = model_proto
         self.lowercase = lowercase
-        # A name unique to the model: after a SavedModel reload, tf-text's kernel-owned resources
-        # with the same node name are shared, and the source and target models would collide.
-        digest = hashlib.sha1(model_proto).hexdigest()[:16]
-        self._sp = tf_text.SentencepieceTokenizer(
-            model=model_proto, out_type=tf.int32, name=f"sentencepiece_{digest}"
-        )
+        self._sp = _sentencepiece(model_proto)
         self.vocab_size = int(self._sp.vocab_size())
+
+    def _run(self, method: str, *args):
+        """Call the tf-text tokenizer, rebuilding its resource if TensorFlow dropped it.
+
+        tf-text's SentencePiece resource is owned by an eager kernel, and `tf.random.set_seed`
+        (which `keras.utils.set_random_seed` calls) clears the kernel cache, deleting it: every
+        tokenizer made before would fail with NotFoundError.
+        """
+        try:
+            return getattr(self._sp, method)(*args)
+        except tf.errors.NotFoundError:
+            if not tf.executing_eagerly():
+                raise
+            self._sp = _sentencepiece(self.model_proto)
+            return getattr(self._sp, method)(*args)
 
     def tokenize(self, strings) -> tf.RaggedTensor:
         """Strings (B,) -> ragged ids (B, None), without START/END."""
         strings = tf.convert_to_tensor(strings, tf.string)
         if self.lowercase:
             strings = tf.strings.lower(strings, encoding="utf-8")
-        return self._sp.tokenize(strings)
+        return self._run("tokenize", strings)
 
     def detokenize(self, ids) -> tf.Tensor:
         """Ids (B, L), dense or ragged -> strings (B,). Stops at END; drops PAD and START."""
@@ -64,11 +86,11 @@ class SubwordTokenizer(tf.Module):
             ids = tf.RaggedTensor.from_tensor(ids)
         before_end = tf.math.cumsum(tf.cast(ids == END_ID, tf.int32), axis=1) == 0
         keep = tf.logical_and(before_end, ids >= NUM_RESERVED)
-        return self._sp.detokenize(tf.ragged.boolean_mask(ids, keep))
+        return self._run("detokenize", tf.ragged.boolean_mask(ids, keep))
 
     def id_to_piece(self, ids) -> tf.Tensor:
         """Ids -> subword strings (for attention plot labels)."""
-        return self._sp.id_to_string(tf.cast(ids, tf.int32))
+        return self._run("id_to_string", tf.cast(ids, tf.int32))
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -1,0 +1,126 @@
+"""Training throughput of the `tutorial` model on Multi30k, with and without length bucketing and
+XLA, against the machine's measured matmul peak.
+
+    make bench-train
+
+Prints one JSON object. Tokens are non-padding target tokens; FLOP/s is estimated as
+6 x parameters x tokens/s (forward + backward) and compared with an n x n float32 matmul.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import hydra  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from translator.config import CONFIG_DIR, load_config  # noqa: E402
+from translator.data import load_corpus, make_batches  # noqa: E402
+from translator.tokenizer import PAD_ID, train_tokenizers  # noqa: E402
+from translator.training.trainer import build_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_translate import machine  # noqa: E402
+
+
+def matmul_peak(n: int, repeats: int = 10) -> float:
+    """FLOP/s of a float32 n x n matmul (best of `repeats`)."""
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: bool, xla: bool):
+    data = OmegaConf.merge(cfg.data, {"bucket": bucket, "pad_to_bucket": xla})
+    dataset = make_batches(corpus, tokenizers, data, training=True, seed=0).repeat()
+    train_cfg = OmegaConf.merge(cfg, {"train": {"jit_compile": xla}})
+    iterator = iter(dataset)
+    model = build_model(train_cfg, tokenizers, next(iterator))
+    steps = bench.warmup_steps + bench.timed_steps
+    batches = [next(iterator) for _ in range(steps)]
+    for x, y in batches[: bench.warmup_steps]:
+        model.train_on_batch(x, y)
+    tokens = sum(int(np.sum(y.numpy() != PAD_ID)) for _, y in batches[bench.warmup_steps :])
+    padded = sum(int(np.prod(y.shape)) for _, y in batches[bench.warmup_steps :])
+    start = time.perf_counter()
+    for x, y in batches[bench.warmup_steps :]:
+        loss = model.train_on_batch(x, y)
+    seconds = time.perf_counter() - start
+    tokens_per_second = tokens / seconds
+    return {
+        "bucketing": bucket,
+        "xla": xla,
+        "steps_per_second": round(bench.timed_steps / seconds, 3),
+        "target_tokens_per_second": round(tokens_per_second, 1),
+        "target_padding_fraction": round(1 - tokens / padded, 3),
+        "estimated_flops_per_second": 6 * model.count_params() * tokens_per_second,
+        "final_loss": float(np.asarray(loss if np.ndim(loss) == 0 else loss[0])),
+    }, model.count_params()
+
+
+def bench_train(bench: DictConfig) -> dict:
+    cfg = load_config("train", [f"experiment={bench.train_experiment}", "model=tutorial",
+                                f"data.batch_tokens={bench.batch_tokens}",
+                                f"data.max_pairs={bench.train_pairs}"])  # fmt: skip
+    corpus = load_corpus(cfg.data, "train")
+    tokenizers = train_tokenizers(corpus.source, corpus.target, cfg.tokenizer)
+    # Unbucketed batches hold as many sentences as bucketed ones do on average.
+    bucketed = make_batches(corpus, tokenizers, cfg.data, training=False)
+    batches = int(bucketed.reduce(0, lambda n, _: n + 1))
+    cfg.data.batch_size = max(1, round(len(corpus) / batches))
+
+    peak = matmul_peak(bench.matmul_size)
+    settings, parameters = [], 0
+    for bucket in (True, False):
+        for xla in (False, True):
+            result, parameters = run_setting(cfg, bench, corpus, tokenizers, bucket, xla)
+            result["fraction_of_matmul_peak"] = round(
+                result["estimated_flops_per_second"] / peak, 4
+            )
+            result["estimated_flops_per_second"] = round(
+                result["estimated_flops_per_second"] / 1e9, 2
+            )
+            settings.append(result)
+    return {
+        "benchmark": "train",
+        "model": "tutorial",
+        "parameters": parameters,
+        "dataset": f"{cfg.data.name}:train ({len(corpus)} pairs)",
+        "batch": {
+            "bucketed_tokens": bench.batch_tokens,
+            "unbucketed_sentences": cfg.data.batch_size,
+        },
+        "timed_steps": bench.timed_steps,
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "flops_unit": "GFLOP/s",
+        "settings": settings,
+        "machine": machine(),
+    }
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    report = bench_train(cfg)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if cfg.output:
+        Path(cfg.output).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

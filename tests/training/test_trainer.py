@@ -131,3 +131,25 @@ def test_training_runs_under_mirrored_strategy_on_two_cpus(tmp_path):
                        "train.devices=[/cpu:0,/cpu:1]", "data.batch_tokens=100000"))  # fmt: skip
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
     assert np.isfinite(metrics["loss"]) and history[1]["loss"] < history[0]["loss"]
+
+
+def test_checkpoint_averaging_writes_the_mean_of_the_last_epochs(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "train.epochs=3", "train.steps_per_epoch=5",
+                   "train.average_last=2")  # fmt: skip
+    train(cfg)
+    run_dir = tmp_path / "run"
+    kept = sorted(p.name for p in (run_dir / "epochs").iterdir())
+    assert kept == ["epoch_0002.weights.h5", "epoch_0003.weights.h5"]
+
+    def weights(name):
+        model = Translator.from_run_dir(run_dir).model
+        model.load_weights(str(name))
+        return [np.asarray(w) for w in model.weights]
+
+    second, third = weights(run_dir / "epochs" / kept[0]), weights(run_dir / "epochs" / kept[1])
+    averaged = weights(run_dir / "averaged.weights.h5")
+    for a, b, mean in zip(second, third, averaged, strict=True):
+        np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
+    assert not np.allclose(second[0], third[0])  # the epochs really differ
+    translator = Translator.from_run_dir(run_dir, weights="averaged")
+    np.testing.assert_allclose(np.asarray(translator.model.weights[0]), averaged[0], atol=1e-6)

@@ -48,10 +48,16 @@ class Translation:
 
 
 def weights_path(run_dir: Path, which: str = "best") -> Path:
-    """`best` (lowest validation loss; falls back to last) or `last` (latest epoch) weights."""
-    if which not in ("best", "last"):
-        raise RunDirError(f"weights={which!r}: expected best or last")
-    names = ["best.weights.h5", "last.weights.h5"] if which == "best" else ["last.weights.h5"]
+    """`best` (lowest validation loss; falls back to last), `last` (latest epoch) or `averaged`
+    (mean of the last epochs, see train.average_last) weights."""
+    choices = {
+        "best": ["best.weights.h5", "last.weights.h5"],
+        "last": ["last.weights.h5"],
+        "averaged": ["averaged.weights.h5"],
+    }
+    if which not in choices:
+        raise RunDirError(f"weights={which!r}: expected best, last or averaged")
+    names = choices[which]
     for name in names:
         if (run_dir / name).exists():
             return run_dir / name

@@ -64,3 +64,43 @@ class EpochSummary(keras.callbacks.Callback):
             epoch + 1,
             ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
         )
+
+
+class AverageCheckpoints(keras.callbacks.Callback):
+    """Keeps the weights of the last `count` epochs in `folder` and, when training ends, writes
+    their element-wise mean to `path` (checkpoint averaging, Vaswani et al. 2017).
+
+    The epoch files live on disk, so an interrupted run that resumes still averages every kept
+    epoch. Non-trainable state (none in this model) is averaged too.
+    """
+
+    def __init__(self, count: int, folder: Path, path: Path):
+        super().__init__()
+        self.count = count
+        self.folder = Path(folder)
+        self.path = Path(path)
+
+    def epoch_files(self) -> list[Path]:
+        return sorted(self.folder.glob("epoch_*.weights.h5"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(str(self.folder / f"epoch_{epoch + 1:04d}.weights.h5"))
+        for old in self.epoch_files()[: -self.count]:
+            old.unlink()
+
+    def on_train_end(self, logs=None):
+        files = self.epoch_files()
+        if not files:
+            return
+        final = [v.numpy() for v in self.model.weights]
+        total = [0.0 * w for w in final]
+        for path in files:
+            self.model.load_weights(str(path))
+            total = [t + v.numpy() for t, v in zip(total, self.model.weights, strict=True)]
+        for variable, summed in zip(self.model.weights, total, strict=True):
+            variable.assign(summed / len(files))
+        self.model.save_weights(str(self.path))
+        for variable, value in zip(self.model.weights, final, strict=True):
+            variable.assign(value)  # leave the model as training left it
+        log.info("averaged the last %d epochs into %s", len(files), self.path)

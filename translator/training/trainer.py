@@ -6,6 +6,8 @@ A run directory (`cfg.run_dir`) holds:
     model.json           the Transformer's constructor arguments
     last.weights.h5      weights after the latest epoch
     best.weights.h5      weights with the lowest validation loss
+    averaged.weights.h5  mean of the last `train.average_last` epochs (when set)
+    epochs/              the weights of those epochs
     backup/              Keras BackupAndRestore state (model + optimizer + epoch), for resuming
     logs/                TensorBoard
     history.jsonl        one line of metrics per epoch
@@ -29,7 +31,12 @@ from translator.data import load_corpus, make_batches
 from translator.errors import TranslatorError
 from translator.model.transformer import Transformer
 from translator.tokenizer import TokenizerPair, train_tokenizers
-from translator.training.callbacks import EpochSummary, TargetTokens, Throughput
+from translator.training.callbacks import (
+    AverageCheckpoints,
+    EpochSummary,
+    TargetTokens,
+    Throughput,
+)
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.schedules import TransformerSchedule
@@ -128,6 +135,12 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[keras.callbacks.Callb
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run_dir / "history.jsonl"),
     ]
+    if cfg.train.average_last:
+        callbacks.append(
+            AverageCheckpoints(
+                cfg.train.average_last, run_dir / "epochs", run_dir / "averaged.weights.h5"
+            )
+        )
     if cfg.train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"))
     if cfg.train.early_stopping_patience:

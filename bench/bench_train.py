@@ -9,7 +9,6 @@ Prints one JSON object. Tokens are non-padding target tokens; FLOP/s is estimate
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ from translator.tokenizer import PAD_ID, train_tokenizers  # noqa: E402
 from translator.training.trainer import build_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_translate import machine  # noqa: E402
+from bench_translate import emit, machine  # noqa: E402
 
 
 def matmul_peak(n: int, repeats: int = 10) -> float:
@@ -115,11 +114,7 @@ def bench_train(bench: DictConfig) -> dict:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    report = bench_train(cfg)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if cfg.output:
-        Path(cfg.output).write_text(text)
+    emit(bench_train(cfg), cfg.output)
 
 
 if __name__ == "__main__":

@@ -88,13 +88,17 @@ def bench_translate(cfg: DictConfig) -> dict:
     return report
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    report = bench_translate(cfg)
+def emit(report: dict, output: str | None) -> None:
+    """Print the report as JSON (and save it to `output` when given)."""
     text = json.dumps(report, indent=2)
     print(text)
-    if cfg.output:
-        Path(cfg.output).write_text(text)
+    if output:
+        Path(output).write_text(text)
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    emit(bench_translate(cfg), cfg.output)
 
 
 if __name__ == "__main__":

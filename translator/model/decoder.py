@@ -15,10 +15,10 @@ import keras
 from keras import ops
 
 from translator.model.attention import MultiHeadAttention
-from translator.model.embedding import PositionalEmbedding
 from translator.model.feed_forward import FeedForward
 from translator.model.masks import look_ahead_mask, merge_masks, padding_mask
 from translator.model.residual import Residual
+from translator.model.stack import TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -141,8 +141,10 @@ class DecoderLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="translator")
-class Decoder(keras.layers.Layer):
+class Decoder(TransformerStack):
     """Embedding and `num_layers` decoder layers (plus a final layer norm when pre-LN).
+
+    Takes the `TransformerStack` arguments.
 
     Call arguments:
         token_ids: int (B, T), PAD = 0.
@@ -154,39 +156,7 @@ class Decoder(keras.layers.Layer):
         (B, H, T, S)).
     """
 
-    def __init__(
-        self,
-        vocab_size,
-        num_layers,
-        d_model,
-        num_heads,
-        dff,
-        dropout=0.1,
-        norm_first=False,
-        max_positions=1024,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.num_layers = num_layers
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
-        self.dropout = dropout
-        self.norm_first = norm_first
-        self.max_positions = max_positions
-        policy = self.dtype_policy
-        self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
-        self.layers = [
-            DecoderLayer(
-                d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}"
-            )
-            for i in range(num_layers)
-        ]
-        self.final_norm = (
-            keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy) if norm_first else None
-        )
+    layer_class = DecoderLayer
 
     def call(self, token_ids, memory, source_padding, training=None):
         length = ops.shape(token_ids)[1]
@@ -194,15 +164,13 @@ class Decoder(keras.layers.Layer):
             key_padding=padding_mask(token_ids), look_ahead=look_ahead_mask(length)
         )  # (B, T, T)
         cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
-        x = self.embedding_dropout(self.embedding(token_ids), training=training)
+        x = self.embed(token_ids, training=training)
         self_weights, cross_weights = [], []
         for layer in self.layers:
             x, w_self, w_cross = layer(x, memory, self_mask, cross_mask, training=training)
             self_weights.append(w_self)
             cross_weights.append(w_cross)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, self_weights, cross_weights
+        return self.final(x), self_weights, cross_weights
 
     def init_cache(self, memory, max_length: int) -> list[dict]:
         """One cache per layer; see `DecoderLayer.init_cache`."""
@@ -211,28 +179,10 @@ class Decoder(keras.layers.Layer):
     def step(self, token_ids, cache: list[dict], index, source_padding):
         """Decode position `index` from its token (B, 1); returns ((B, 1, D), cache, cross)."""
         cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
-        x = self.embedding(token_ids, start=index)  # (B, 1, D)
+        x = self.embed(token_ids, start=index)  # (B, 1, D)
         new_cache, cross_weights = [], []
         for layer, layer_cache in zip(self.layers, cache, strict=True):
             x, layer_cache, w_cross = layer.step(x, layer_cache, index, cross_mask)
             new_cache.append(layer_cache)
             cross_weights.append(w_cross)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, new_cache, cross_weights
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vocab_size": self.vocab_size,
-                "num_layers": self.num_layers,
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "dff": self.dff,
-                "dropout": self.dropout,
-                "norm_first": self.norm_first,
-                "max_positions": self.max_positions,
-            }
-        )
-        return config
+        return self.final(x), new_cache, cross_weights

@@ -8,10 +8,10 @@ from __future__ import annotations
 import keras
 
 from translator.model.attention import MultiHeadAttention
-from translator.model.embedding import PositionalEmbedding
 from translator.model.feed_forward import FeedForward
 from translator.model.masks import merge_masks, padding_mask
 from translator.model.residual import Residual
+from translator.model.stack import TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -75,8 +75,10 @@ class EncoderLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="translator")
-class Encoder(keras.layers.Layer):
+class Encoder(TransformerStack):
     """Embedding and `num_layers` encoder layers (plus a final layer norm when pre-LN).
+
+    Takes the `TransformerStack` arguments.
 
     Call arguments:
         token_ids: int (B, S), PAD = 0.
@@ -85,64 +87,14 @@ class Encoder(keras.layers.Layer):
         (memory (B, S, D), list of per-layer self-attention weights (B, H, S, S)).
     """
 
-    def __init__(
-        self,
-        vocab_size,
-        num_layers,
-        d_model,
-        num_heads,
-        dff,
-        dropout=0.1,
-        norm_first=False,
-        max_positions=1024,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.num_layers = num_layers
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
-        self.dropout = dropout
-        self.norm_first = norm_first
-        self.max_positions = max_positions
-        policy = self.dtype_policy
-        self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
-        self.layers = [
-            EncoderLayer(
-                d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}"
-            )
-            for i in range(num_layers)
-        ]
-        self.final_norm = (
-            keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy) if norm_first else None
-        )
+    layer_class = EncoderLayer
 
     def call(self, token_ids, training=None):
         source_padding = padding_mask(token_ids)  # (B, S)
         mask = merge_masks(query_padding=source_padding, key_padding=source_padding)  # (B, S, S)
-        x = self.embedding_dropout(self.embedding(token_ids), training=training)
+        x = self.embed(token_ids, training=training)
         weights = []
         for layer in self.layers:
             x, w = layer(x, mask, training=training)
             weights.append(w)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, weights
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vocab_size": self.vocab_size,
-                "num_layers": self.num_layers,
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "dff": self.dff,
-                "dropout": self.dropout,
-                "norm_first": self.norm_first,
-                "max_positions": self.max_positions,
-            }
-        )
-        return config
+        return self.final(x), weights

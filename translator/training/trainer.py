@@ -61,7 +61,12 @@ def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if kind == "mirrored":
         devices = list(train.get("devices") or []) or None
-        return tf.distribute.MirroredStrategy(devices=devices)
+        cross_device_ops = None  # TensorFlow's choice: NCCL all-reduce on GPUs
+        if devices and all("cpu" in d.lower() for d in devices):
+            # The collective all-gather of sparse (embedding) gradients needs equal row counts on
+            # every replica, which token batches do not have; reduce on one device instead.
+            cross_device_ops = tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
     if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise TranslatorError(
@@ -229,9 +234,8 @@ def with_known_length(dataset: tf.data.Dataset, split: str, data: DictConfig) ->
     batches = int(dataset.reduce(0, lambda count, _: count + 1))
     if batches == 0:
         raise TranslatorError(
-            f"the {split} split gives no batch: every pair is over data.max_tokens="
-            f"{data.max_tokens}, or (with several replicas) each length bucket holds fewer pairs "
-            f"than one batch; lower data.batch_tokens={data.batch_tokens}"
+            f"the {split} split gives no batch: every pair is longer than data.max_tokens="
+            f"{data.max_tokens} tokens (or, with several replicas, too few pairs to split)"
         )
     return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 

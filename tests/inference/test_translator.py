@@ -189,7 +189,7 @@ def test_export_reloads_with_only_tensorflow_and_gives_the_same_strings(
         "import json, sys, tensorflow as tf, tensorflow_text\n"
         f"f = tf.saved_model.load({str(tmp_path / 'sm')!r}).signatures['serving_default']\n"
         f"out = f(sentences=tf.constant({batch!r}))['translations'].numpy()\n"
-        "assert 'translator' not in sys.modules and 'keras' not in sys.modules or True\n"
+        "assert 'translator' not in sys.modules  # the project's code is not needed\n"
         "print(json.dumps([s.decode('utf-8') for s in out]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, cwd=tmp_path,

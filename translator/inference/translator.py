@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from translator.errors import RunDirError
+from translator.errors import RunDirError, TranslatorError
 from translator.inference.decoding import beam_search, greedy_search
 from translator.model.transformer import Transformer
 from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
@@ -107,7 +107,7 @@ class Translator:
         self.decode = decode
         self.max_tokens = max_tokens
         if decode.strategy not in ("greedy", "beam"):
-            raise RunDirError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
+            raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
         self._search = tf.function(
             self.search,
             input_signature=[tf.TensorSpec([None, None], tf.int32)],

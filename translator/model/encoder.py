@@ -22,7 +22,9 @@ class EncoderLayer(keras.layers.Layer):
         d_model: width D (divisible by num_heads).
         num_heads: H.
         dff: feed-forward inner width.
-        dropout: rate for attention weights, residual branches and the feed-forward block.
+        dropout: rate for residual branches (and, unless set apart, the two below).
+        attention_dropout: rate for attention weights (None: `dropout`).
+        activation_dropout: rate inside the feed-forward block (None: `dropout`).
         norm_first: pre-layer-norm when True, post-layer-norm otherwise.
 
     Call arguments:
@@ -33,19 +35,39 @@ class EncoderLayer(keras.layers.Layer):
         (output (B, S, D), self-attention weights (B, H, S, S)).
     """
 
-    def __init__(self, d_model, num_heads, dff, dropout=0.1, norm_first=False, **kwargs):
+    def __init__(
+        self,
+        d_model,
+        num_heads,
+        dff,
+        dropout=0.1,
+        norm_first=False,
+        attention_dropout=None,
+        activation_dropout=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.d_model = d_model
         self.num_heads = num_heads
         self.dff = dff
         self.dropout = dropout
         self.norm_first = norm_first
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+        attention_rate = dropout if attention_dropout is None else attention_dropout
+        activation_rate = dropout if activation_dropout is None else activation_dropout
         policy = self.dtype_policy
         self.self_attention = MultiHeadAttention(
-            num_heads, d_model // num_heads, dropout=dropout, dtype=policy, name="self_attention"
+            num_heads,
+            d_model // num_heads,
+            dropout=attention_rate,
+            dtype=policy,
+            name="self_attention",
         )
         self.attention_residual = Residual(dropout, norm_first, dtype=policy)
-        self.feed_forward = FeedForward(d_model, dff, dropout, dtype=policy, name="feed_forward")
+        self.feed_forward = FeedForward(
+            d_model, dff, activation_rate, dtype=policy, name="feed_forward"
+        )
         self.feed_forward_residual = Residual(dropout, norm_first, dtype=policy)
 
     def call(self, x, mask, training=None):
@@ -69,6 +91,8 @@ class EncoderLayer(keras.layers.Layer):
                 "dff": self.dff,
                 "dropout": self.dropout,
                 "norm_first": self.norm_first,
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout,
             }
         )
         return config

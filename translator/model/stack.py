@@ -17,8 +17,10 @@ class TransformerStack(keras.layers.Layer):
         d_model: width D.
         num_heads: attention heads (divide D).
         dff: feed-forward inner width.
-        dropout: dropout rate.
+        dropout: dropout rate (embeddings and residual branches).
         norm_first: pre-layer-norm when True.
+        attention_dropout: rate for attention weights (None: `dropout`).
+        activation_dropout: rate inside the feed-forward blocks (None: `dropout`).
         max_positions: length of the sinusoidal position table.
     """
 
@@ -34,6 +36,8 @@ class TransformerStack(keras.layers.Layer):
         dropout=0.1,
         norm_first=False,
         max_positions=1024,
+        attention_dropout=None,
+        activation_dropout=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -45,12 +49,22 @@ class TransformerStack(keras.layers.Layer):
         self.dropout = dropout
         self.norm_first = norm_first
         self.max_positions = max_positions
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
         policy = self.dtype_policy
         self.embedding = PositionalEmbedding(vocab_size, d_model, max_positions, dtype=policy)
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
         self.layers = [
             self.layer_class(
-                d_model, num_heads, dff, dropout, norm_first, dtype=policy, name=f"layer_{i}"
+                d_model,
+                num_heads,
+                dff,
+                dropout,
+                norm_first,
+                attention_dropout=attention_dropout,
+                activation_dropout=activation_dropout,
+                dtype=policy,
+                name=f"layer_{i}",
             )
             for i in range(num_layers)
         ]
@@ -78,6 +92,8 @@ class TransformerStack(keras.layers.Layer):
                 "dropout": self.dropout,
                 "norm_first": self.norm_first,
                 "max_positions": self.max_positions,
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout,
             }
         )
         return config

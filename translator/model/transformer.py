@@ -28,10 +28,12 @@ class Transformer(keras.Model):
         d_model: width D.
         num_heads: attention heads (divide D).
         dff: feed-forward inner width.
-        dropout: dropout rate.
+        dropout: dropout rate (embeddings and residual branches).
         norm_first: pre-layer-norm when True.
         tie_embeddings: use the target embedding matrix as the output projection.
         max_positions: length of the sinusoidal position table.
+        attention_dropout: rate for attention weights (None: `dropout`).
+        activation_dropout: rate inside the feed-forward blocks (None: `dropout`).
 
     Call arguments:
         inputs: (source_ids (B, S), target_in (B, T)), int.
@@ -52,6 +54,8 @@ class Transformer(keras.Model):
         norm_first: bool = False,
         tie_embeddings: bool = False,
         max_positions: int = 1024,
+        attention_dropout: float | None = None,
+        activation_dropout: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +69,8 @@ class Transformer(keras.Model):
         self.norm_first = norm_first
         self.tie_embeddings = tie_embeddings
         self.max_positions = max_positions
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
         stack = dict(
             num_layers=num_layers,
             d_model=d_model,
@@ -73,6 +79,8 @@ class Transformer(keras.Model):
             dropout=dropout,
             norm_first=norm_first,
             max_positions=max_positions,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
             dtype=self.dtype_policy,
         )
         self.encoder = Encoder(source_vocab_size, name="encoder", **stack)
@@ -97,6 +105,8 @@ class Transformer(keras.Model):
             norm_first=model.norm_first,
             tie_embeddings=model.tie_embeddings,
             max_positions=model.max_positions,
+            attention_dropout=model.get("attention_dropout"),
+            activation_dropout=model.get("activation_dropout"),
         )
 
     def call(self, inputs, training=None):
@@ -156,6 +166,8 @@ class Transformer(keras.Model):
                 "norm_first": self.norm_first,
                 "tie_embeddings": self.tie_embeddings,
                 "max_positions": self.max_positions,
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout,
             }
         )
         return config

@@ -73,6 +73,8 @@ def tiny_run(run_dir, *overrides: str):
         "train.early_stopping_patience=null",
         "train.tensorboard=false",
         "train.verbose=2",
+        "train.average_last=0",
+        "train.max_minutes=null",
         f"run_dir={run_dir}",
         *overrides,
     )

@@ -48,5 +48,5 @@ def test_inference_configs_compose(config_name):
     from translator.config import load_config
 
     cfg = load_config(config_name, ["run_dir=/nowhere"])
-    assert cfg.run_dir == "/nowhere" and cfg.weights == "best"
+    assert cfg.run_dir == "/nowhere" and cfg.weights == "auto"
     assert cfg.decode.strategy in ("greedy", "beam")

@@ -13,7 +13,7 @@ from tests.conftest import tiny_run
 from translator.config import PROJECT_ROOT
 from translator.data import load_corpus
 from translator.errors import TranslatorError
-from translator.inference.translator import Translator
+from translator.inference.translator import Translator, weights_path
 from translator.model.transformer import Transformer
 from translator.training.trainer import train
 
@@ -73,7 +73,7 @@ KILL_AFTER_FIRST_EPOCH = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)  # after the backup of epoch 1 was written
 
     make_callbacks = trainer.make_callbacks
-    trainer.make_callbacks = lambda cfg, run_dir: make_callbacks(cfg, run_dir) + [Kill()]
+    trainer.make_callbacks = lambda *args: make_callbacks(*args) + [Kill()]
     sys.argv = ["train.py", *sys.argv[1:]]
     sys.path.insert(0, {scripts!r})
     import train
@@ -150,5 +150,40 @@ def test_checkpoint_averaging_writes_the_mean_of_the_last_epochs(tmp_path):
     for a, b, mean in zip(second, third, averaged, strict=True):
         np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
     assert not np.allclose(second[0], third[0])  # the epochs really differ
-    translator = Translator.from_run_dir(run_dir, weights="averaged")
-    np.testing.assert_allclose(np.asarray(translator.model.weights[0]), averaged[0], atol=1e-6)
+    for choice in ("averaged", "auto"):  # auto prefers the average when the run has one
+        translator = Translator.from_run_dir(run_dir, weights=choice)
+        np.testing.assert_allclose(np.asarray(translator.model.weights[0]), averaged[0], atol=1e-6)
+    assert weights_path(run_dir, "auto").name == "averaged.weights.h5"
+    (run_dir / "averaged.weights.h5").unlink()
+    assert weights_path(run_dir, "auto").name == "best.weights.h5"
+
+
+class FakeModel:
+    stop_training = False
+
+
+def test_time_budget_stops_when_the_next_epoch_would_overrun(monkeypatch):
+    from translator.training import callbacks
+
+    clock = iter([0.0, 20.0, 20.0, 40.0, 40.0, 60.0])  # three 20-second epochs
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    budget = callbacks.TimeBudget(minutes=1.0, start=0.0)
+    budget.set_model(FakeModel())
+    budget.on_train_begin()
+    stops = []
+    for epoch in range(3):
+        budget.on_epoch_begin(epoch)
+        budget.on_epoch_end(epoch)
+        stops.append(budget.model.stop_training)
+    # After 40 s another 20-second epoch still fits in 60 s; after 60 s it does not.
+    assert stops == [False, False, True] and budget.stopped_epoch == 3
+
+
+def test_time_budget_ends_a_run_normally(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "train.epochs=20", "train.steps_per_epoch=3",
+                   "train.max_minutes=0.0001", "train.average_last=2")  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["epochs_this_session"] == 1
+    names = set(os.listdir(tmp_path / "run"))
+    assert {"metrics.json", "last.weights.h5", "averaged.weights.h5"} <= names
+    assert "backup" not in names  # finished, not interrupted: a restart would refuse

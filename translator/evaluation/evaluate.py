@@ -15,7 +15,7 @@ from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
 from translator.evaluation.scoring import score
-from translator.inference.translator import Translator
+from translator.inference.translator import Translator, weights_path
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
 def evaluate(cfg: DictConfig) -> dict:
     """Translate, score with sacreBLEU, and write hypotheses and a JSON report into the run dir."""
     translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
+    weights = weights_path(Path(cfg.run_dir), cfg.weights).name.removesuffix(".weights.h5")
     run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
     name, sources, references = test_set(cfg, run_cfg)
 
@@ -58,7 +59,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
     out_dir = Path(cfg.run_dir) / "eval"
     out_dir.mkdir(exist_ok=True)
-    stem = f"{name}.{decode_name(cfg.decode)}"
+    stem = f"{name}.{weights}.{decode_name(cfg.decode)}"
     hyp_path = out_dir / f"{stem}.hyp"
     hyp_path.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     report = {
@@ -69,7 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "signatures": {k: v["signature"] for k, v in scores.items()},
         "details": {k: v["details"] for k, v in scores.items()},
         "decode": OmegaConf.to_container(cfg.decode, resolve=True),
-        "weights": cfg.weights,
+        "weights": weights,
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(sources) / seconds, 2) if seconds else None,
         "hypotheses": str(hyp_path),

@@ -47,16 +47,18 @@ class Translation:
     truncated: bool = False
 
 
-def weights_path(run_dir: Path, which: str = "best") -> Path:
-    """`best` (lowest validation loss; falls back to last), `last` (latest epoch) or `averaged`
-    (mean of the last epochs, see train.average_last) weights."""
+def weights_path(run_dir: Path, which: str = "auto") -> Path:
+    """`best` (lowest validation loss; falls back to last), `last` (latest epoch), `averaged`
+    (mean of the last epochs, see train.average_last), or `auto`: averaged when the run wrote it,
+    else best."""
     choices = {
+        "auto": ["averaged.weights.h5", "best.weights.h5", "last.weights.h5"],
         "best": ["best.weights.h5", "last.weights.h5"],
         "last": ["last.weights.h5"],
         "averaged": ["averaged.weights.h5"],
     }
     if which not in choices:
-        raise RunDirError(f"weights={which!r}: expected best, last or averaged")
+        raise RunDirError(f"weights={which!r}: expected auto, best, last or averaged")
     names = choices[which]
     for name in names:
         if (run_dir / name).exists():
@@ -68,7 +70,7 @@ def weights_path(run_dir: Path, which: str = "best") -> Path:
 
 
 def load_run(
-    run_dir: str | Path, weights: str = "best"
+    run_dir: str | Path, weights: str = "auto"
 ) -> tuple[DictConfig, Transformer, TokenizerPair]:
     """The resolved config, the model with its weights, and the tokenizers of a run directory."""
     run_dir = Path(run_dir)
@@ -116,7 +118,7 @@ class Translator:
 
     @classmethod
     def from_run_dir(
-        cls, run_dir: str | Path, decode: DictConfig | None = None, weights: str = "best"
+        cls, run_dir: str | Path, decode: DictConfig | None = None, weights: str = "auto"
     ) -> Translator:
         """Load a run directory; `decode` defaults to the run's own decode settings."""
         cfg, model, tokenizers = load_run(run_dir, weights)

@@ -48,6 +48,43 @@ class Throughput(keras.callbacks.Callback):
             logs["tokens_per_second"] = logs["tokens"] / seconds
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the epoch that leaves too little time for another one.
+
+    A run given `minutes` stops at an epoch boundary as soon as the time spent since `start`
+    (a `time.perf_counter()` reading, e.g. from before the data were prepared) plus the longest
+    epoch so far would overrun the budget, so every later callback (checkpoints, averaging) still
+    runs and the run finishes normally.
+    """
+
+    def __init__(self, minutes: float, start: float | None = None):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+        self.start = start
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        if self.start is None:
+            self.start = time.perf_counter()
+        self._longest = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self._longest = max(self._longest, now - self._epoch_start)
+        if now - self.start + self._longest > self.seconds:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+            log.info(
+                "time budget: stopping after epoch %d (%.1f of %.1f minutes used)",
+                epoch + 1,
+                (now - self.start) / 60,
+                self.seconds / 60,
+            )
+
+
 class EpochSummary(keras.callbacks.Callback):
     """Appends every epoch's logs as one JSON line to `path` (kept across resumes)."""
 

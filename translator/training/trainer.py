@@ -36,6 +36,7 @@ from translator.training.callbacks import (
     EpochSummary,
     TargetTokens,
     Throughput,
+    TimeBudget,
 )
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
@@ -72,6 +73,17 @@ def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
     raise TranslatorError(
         f"train.distribution={kind!r}: expected auto, none, mirrored or multi_worker"
     )
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's CPU thread pools (e.g. two runs sharing a machine, one core each)."""
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:  # TensorFlow already started in this process (tests, notebooks)
+        log.warning("train.threads=%s ignored: TensorFlow is already initialized", threads)
 
 
 def set_precision(precision: str) -> None:
@@ -123,7 +135,9 @@ def build_model(cfg: DictConfig, tokenizers: TokenizerPair, example_batch) -> Tr
     return model
 
 
-def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[keras.callbacks.Callback]:
+def make_callbacks(
+    cfg: DictConfig, run_dir: Path, start: float | None = None
+) -> list[keras.callbacks.Callback]:
     callbacks = [
         Throughput(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
@@ -140,6 +154,9 @@ def make_callbacks(cfg: DictConfig, run_dir: Path) -> list[keras.callbacks.Callb
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run_dir / "history.jsonl"),
     ]
+    if cfg.train.get("max_minutes"):
+        # Before the averaging callback, so a stop still averages.
+        callbacks.append(TimeBudget(cfg.train.max_minutes, start))
     if cfg.train.average_last:
         callbacks.append(
             AverageCheckpoints(
@@ -175,9 +192,11 @@ def train(cfg: DictConfig) -> dict:
     Resumes from `cfg.run_dir/backup` when an earlier run of the same run directory was
     interrupted. Returns a dict with epochs, wall time, losses, accuracies and tokens/s.
     """
+    start = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.train.get("threads"))
     keras.utils.set_random_seed(cfg.seed)
     set_precision(cfg.train.precision)
     strategy = select_strategy(cfg.train)
@@ -210,18 +229,18 @@ def train(cfg: DictConfig) -> dict:
     verbose = cfg.train.verbose
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    start = time.perf_counter()
+    fit_start = time.perf_counter()
     history = model.fit(
         train_data,
         validation_data=valid_data,
         epochs=cfg.train.epochs,
         steps_per_epoch=cfg.train.steps_per_epoch,
         validation_steps=cfg.train.validation_steps,
-        callbacks=make_callbacks(cfg, run_dir),
+        callbacks=make_callbacks(cfg, run_dir, start),
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, with a seed
     )
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - fit_start
 
     with strategy.scope():
         metrics = summarize(history.history, seconds, model, run_dir)

@@ -14,25 +14,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from translator.model.attention import MultiHeadAttention
-from translator.model.feed_forward import FeedForward
 from translator.model.masks import look_ahead_mask, merge_masks, padding_mask
-from translator.model.residual import Residual
-from translator.model.stack import TransformerStack
+from translator.model.stack import TransformerLayer, TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="translator")
-class DecoderLayer(keras.layers.Layer):
+class DecoderLayer(TransformerLayer):
     """Masked self-attention, cross-attention and feed-forward blocks with residuals.
 
-    Args:
-        d_model: width D (divisible by num_heads).
-        num_heads: H.
-        dff: feed-forward inner width.
-        dropout: rate for residual branches (and, unless set apart, the two below).
-        attention_dropout: rate for attention weights (None: `dropout`).
-        activation_dropout: rate inside the feed-forward block (None: `dropout`).
-        norm_first: pre-layer-norm when True, post-layer-norm otherwise.
+    Takes the `TransformerLayer` arguments.
 
     Call arguments:
         x: (B, T, D).
@@ -44,41 +34,13 @@ class DecoderLayer(keras.layers.Layer):
         (output (B, T, D), self weights (B, H, T, T), cross weights (B, H, T, S)).
     """
 
-    def __init__(
-        self,
-        d_model,
-        num_heads,
-        dff,
-        dropout=0.1,
-        norm_first=False,
-        attention_dropout=None,
-        activation_dropout=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
-        self.dropout = dropout
-        self.norm_first = norm_first
-        self.attention_dropout = attention_dropout
-        self.activation_dropout = activation_dropout
-        attention_rate = dropout if attention_dropout is None else attention_dropout
-        activation_rate = dropout if activation_dropout is None else activation_dropout
-        policy = self.dtype_policy
-        head = d_model // num_heads
-        self.self_attention = MultiHeadAttention(
-            num_heads, head, dropout=attention_rate, dtype=policy, name="self_attention"
-        )
-        self.self_residual = Residual(dropout, norm_first, dtype=policy)
-        self.cross_attention = MultiHeadAttention(
-            num_heads, head, dropout=attention_rate, dtype=policy, name="cross_attention"
-        )
-        self.cross_residual = Residual(dropout, norm_first, dtype=policy)
-        self.feed_forward = FeedForward(
-            d_model, dff, activation_rate, dtype=policy, name="feed_forward"
-        )
-        self.feed_forward_residual = Residual(dropout, norm_first, dtype=policy)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.self_attention = self.attention("self_attention")
+        self.self_residual = self.residual()
+        self.cross_attention = self.attention("cross_attention")
+        self.cross_residual = self.residual()
+        self.build_feed_forward()
 
     def call(self, x, memory, self_mask, cross_mask, training=None):
         # Masked self-attention block.
@@ -94,12 +56,8 @@ class DecoderLayer(keras.layers.Layer):
         )
         x = self.cross_residual(x, h, training=training)
         # Feed-forward block.
-        x = self._feed_forward_block(x, training)
+        x = self.feed_forward_block(x, training)
         return x, self_weights, cross_weights
-
-    def _feed_forward_block(self, x, training=None):
-        h = self.feed_forward(self.feed_forward_residual.normed(x), training=training)
-        return self.feed_forward_residual(x, h, training=training)
 
     def init_cache(self, memory, max_length: int) -> dict:
         """Cross-attention keys/values of `memory` and an empty (B, H, max_length, K) self cache."""
@@ -140,24 +98,9 @@ class DecoderLayer(keras.layers.Layer):
         )
         x = self.cross_residual(x, h)
         # Feed-forward block.
-        x = self._feed_forward_block(x)
+        x = self.feed_forward_block(x)
         new_cache = dict(cache, self_k=self_k, self_v=self_v)
         return x, new_cache, cross_weights
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "dff": self.dff,
-                "dropout": self.dropout,
-                "norm_first": self.norm_first,
-                "attention_dropout": self.attention_dropout,
-                "activation_dropout": self.activation_dropout,
-            }
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="translator")

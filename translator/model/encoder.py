@@ -7,25 +7,15 @@ from __future__ import annotations
 
 import keras
 
-from translator.model.attention import MultiHeadAttention
-from translator.model.feed_forward import FeedForward
 from translator.model.masks import merge_masks, padding_mask
-from translator.model.residual import Residual
-from translator.model.stack import TransformerStack
+from translator.model.stack import TransformerLayer, TransformerStack
 
 
 @keras.saving.register_keras_serializable(package="translator")
-class EncoderLayer(keras.layers.Layer):
+class EncoderLayer(TransformerLayer):
     """Self-attention block then feed-forward block, each with a residual and layer norm.
 
-    Args:
-        d_model: width D (divisible by num_heads).
-        num_heads: H.
-        dff: feed-forward inner width.
-        dropout: rate for residual branches (and, unless set apart, the two below).
-        attention_dropout: rate for attention weights (None: `dropout`).
-        activation_dropout: rate inside the feed-forward block (None: `dropout`).
-        norm_first: pre-layer-norm when True, post-layer-norm otherwise.
+    Takes the `TransformerLayer` arguments.
 
     Call arguments:
         x: (B, S, D).
@@ -35,40 +25,11 @@ class EncoderLayer(keras.layers.Layer):
         (output (B, S, D), self-attention weights (B, H, S, S)).
     """
 
-    def __init__(
-        self,
-        d_model,
-        num_heads,
-        dff,
-        dropout=0.1,
-        norm_first=False,
-        attention_dropout=None,
-        activation_dropout=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.d_model = d_model
-        self.num_heads = num_heads
-        self.dff = dff
-        self.dropout = dropout
-        self.norm_first = norm_first
-        self.attention_dropout = attention_dropout
-        self.activation_dropout = activation_dropout
-        attention_rate = dropout if attention_dropout is None else attention_dropout
-        activation_rate = dropout if activation_dropout is None else activation_dropout
-        policy = self.dtype_policy
-        self.self_attention = MultiHeadAttention(
-            num_heads,
-            d_model // num_heads,
-            dropout=attention_rate,
-            dtype=policy,
-            name="self_attention",
-        )
-        self.attention_residual = Residual(dropout, norm_first, dtype=policy)
-        self.feed_forward = FeedForward(
-            d_model, dff, activation_rate, dtype=policy, name="feed_forward"
-        )
-        self.feed_forward_residual = Residual(dropout, norm_first, dtype=policy)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.self_attention = self.attention("self_attention")
+        self.attention_residual = self.residual()
+        self.build_feed_forward()
 
     def call(self, x, mask, training=None):
         # Self-attention block.
@@ -77,25 +38,7 @@ class EncoderLayer(keras.layers.Layer):
             h, h, attention_mask=mask, return_attention_scores=True, training=training
         )
         x = self.attention_residual(x, h, training=training)
-        # Feed-forward block.
-        h = self.feed_forward(self.feed_forward_residual.normed(x), training=training)
-        x = self.feed_forward_residual(x, h, training=training)
-        return x, weights
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "d_model": self.d_model,
-                "num_heads": self.num_heads,
-                "dff": self.dff,
-                "dropout": self.dropout,
-                "norm_first": self.norm_first,
-                "attention_dropout": self.attention_dropout,
-                "activation_dropout": self.activation_dropout,
-            }
-        )
-        return config
+        return self.feed_forward_block(x, training), weights
 
 
 @keras.saving.register_keras_serializable(package="translator")

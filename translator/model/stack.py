@@ -1,10 +1,88 @@
-"""What the encoder and decoder stacks share: embedding, layers, and the pre-LN final norm."""
+"""What encoder and decoder share: the layer base (settings, dropout rates, feed-forward block)
+and the stack base (embedding, layers, and the pre-LN final norm)."""
 
 from __future__ import annotations
 
 import keras
 
+from translator.model.attention import MultiHeadAttention
 from translator.model.embedding import PositionalEmbedding
+from translator.model.feed_forward import FeedForward
+from translator.model.residual import Residual
+
+
+class TransformerLayer(keras.layers.Layer):
+    """Settings and parts every encoder and decoder layer has. Subclasses create their attention
+    blocks with `attention` and `residual`, then call `build_feed_forward`, and write `call`.
+
+    Args:
+        d_model: width D (divisible by num_heads).
+        num_heads: H.
+        dff: feed-forward inner width.
+        dropout: rate for residual branches (and, unless set apart, the two below).
+        norm_first: pre-layer-norm when True, post-layer-norm otherwise.
+        attention_dropout: rate for attention weights (None: `dropout`).
+        activation_dropout: rate inside the feed-forward block (None: `dropout`).
+    """
+
+    def __init__(
+        self,
+        d_model,
+        num_heads,
+        dff,
+        dropout=0.1,
+        norm_first=False,
+        attention_dropout=None,
+        activation_dropout=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout = dropout
+        self.norm_first = norm_first
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+
+    def attention(self, name: str) -> MultiHeadAttention:
+        rate = self.dropout if self.attention_dropout is None else self.attention_dropout
+        return MultiHeadAttention(
+            self.num_heads,
+            self.d_model // self.num_heads,
+            dropout=rate,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def residual(self) -> Residual:
+        return Residual(self.dropout, self.norm_first, dtype=self.dtype_policy)
+
+    def build_feed_forward(self):
+        rate = self.dropout if self.activation_dropout is None else self.activation_dropout
+        self.feed_forward = FeedForward(
+            self.d_model, self.dff, rate, dtype=self.dtype_policy, name="feed_forward"
+        )
+        self.feed_forward_residual = self.residual()
+
+    def feed_forward_block(self, x, training=None):
+        h = self.feed_forward(self.feed_forward_residual.normed(x), training=training)
+        return self.feed_forward_residual(x, h, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "d_model": self.d_model,
+                "num_heads": self.num_heads,
+                "dff": self.dff,
+                "dropout": self.dropout,
+                "norm_first": self.norm_first,
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout,
+            }
+        )
+        return config
 
 
 class TransformerStack(keras.layers.Layer):

@@ -66,6 +66,7 @@ def tiny_run(run_dir, *overrides: str):
         "model.dff=128",
         "data.max_pairs=64",
         "data.splits.validation=train",
+        "tokenizer.shared=false",  # one 1000-piece vocabulary per language
         "tokenizer.vocab_size=1000",
         "train.warmup_steps=50",
         "train.lr_scale=0.3",

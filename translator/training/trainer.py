@@ -154,8 +154,9 @@ def make_callbacks(
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run_dir / "history.jsonl"),
     ]
-    if cfg.train.get("max_minutes"):
-        # Before the averaging callback, so a stop still averages.
+    if cfg.train.max_minutes:
+        # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
+        # through on_train_end (averaging, metrics) like one that ran all its epochs.
         callbacks.append(TimeBudget(cfg.train.max_minutes, start))
     if cfg.train.average_last:
         callbacks.append(
@@ -196,7 +197,7 @@ def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    set_threads(cfg.train.get("threads"))
+    set_threads(cfg.train.threads)
     keras.utils.set_random_seed(cfg.seed)
     set_precision(cfg.train.precision)
     strategy = select_strategy(cfg.train)

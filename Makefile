@@ -70,7 +70,8 @@ plot: $(STAMP) ## Plot attention for one sentence: RUN=checkpoints/<run> TEXT=".
 export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out): RUN=checkpoints/<run>
 	$(PY) scripts/export.py $(hydra_run) $(ARGS)
 
-bench: bench-train bench-translate ## Run every benchmark (prints JSON)
+bench: $(STAMP) ## Every benchmark in one JSON report: RUN=checkpoints/<run>
+	$(PY) bench/bench_all.py $(hydra_run) $(ARGS)
 
 bench-train: $(STAMP) ## Training throughput benchmark (prints JSON)
 	$(PY) bench/bench_train.py $(ARGS)

@@ -27,7 +27,7 @@ from translator.tokenizer import PAD_ID, train_tokenizers  # noqa: E402
 from translator.training.trainer import build_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_translate import emit, machine  # noqa: E402
+from bench_translate import check_output, emit, machine  # noqa: E402
 
 
 def matmul_peak(n: int, repeats: int = 10) -> float:
@@ -114,6 +114,7 @@ def bench_train(bench: DictConfig) -> dict:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    check_output(cfg.output)
     emit(bench_train(cfg), cfg.output)
 
 

@@ -88,6 +88,12 @@ def bench_translate(cfg: DictConfig) -> dict:
     return report
 
 
+def check_output(output: str | None) -> None:
+    """Refuse an `output=` file that already exists, before any timing starts."""
+    if output and Path(output).exists():
+        raise SystemExit(f"error: {output} already exists; pick another output=...")
+
+
 def emit(report: dict, output: str | None) -> None:
     """Print the report as JSON (and save it to `output` when given)."""
     text = json.dumps(report, indent=2)
@@ -98,6 +104,7 @@ def emit(report: dict, output: str | None) -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    check_output(cfg.output)
     emit(bench_translate(cfg), cfg.output)
 
 

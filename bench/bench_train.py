@@ -86,7 +86,7 @@ def bench_train(bench: DictConfig) -> dict:
     peak = matmul_peak(bench.matmul_size)
     settings, parameters = [], 0
     for bucket in (True, False):
-        for xla in (False, True):
+        for xla in bench.train_xla:
             result, parameters = run_setting(cfg, bench, corpus, tokenizers, bucket, xla)
             result["fraction_of_matmul_peak"] = round(
                 result["estimated_flops_per_second"] / peak, 4

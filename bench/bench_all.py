@@ -2,8 +2,8 @@
 
     make bench RUN=checkpoints/multi30k_en_de-small
 
-Prints one JSON object {"train": ..., "translate": ..., "machine": ...}; `output=FILE` also saves
-it (never over an existing file).
+Prints one JSON object {"train": ..., "translate": ...} (each names the machine); `output=FILE`
+also saves it (never over an existing file).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import bench_train  # noqa: E402
-from bench_translate import bench_translate, check_output, emit, machine  # noqa: E402
+from bench_translate import bench_translate, check_output, emit  # noqa: E402
 
 from translator.config import CONFIG_DIR  # noqa: E402
 
@@ -26,9 +26,7 @@ def main(cfg: DictConfig) -> None:
     if not cfg.run_dir:  # fail before the long training benchmark, not after it
         raise SystemExit("error: give a trained run: make bench RUN=checkpoints/<run>")
     check_output(cfg.output)
-    train = bench_train(cfg)
-    translate = bench_translate(cfg)
-    emit({"train": train, "translate": translate, "machine": machine()}, cfg.output)
+    emit({"train": bench_train(cfg), "translate": bench_translate(cfg)}, cfg.output)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ def test_missing_and_incomplete_run_dirs(trained_run, tmp_path):
     shutil.copytree(trained_run[0].run_dir, tmp_path / "no_weights")
     for name in ("best.weights.h5", "last.weights.h5"):
         (tmp_path / "no_weights" / name).unlink()
-    with pytest.raises(RunDirError, match="no averaged.weights.h5 or best.weights.h5 or last.weights.h5"):
+    missing = "no averaged.weights.h5 or best.weights.h5 or last.weights.h5"
+    with pytest.raises(RunDirError, match=missing):
         Translator.from_run_dir(tmp_path / "no_weights")
 
 

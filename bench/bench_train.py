@@ -44,20 +44,47 @@ def matmul_peak(n: int, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
+def pad_to_multiple(batch, multiple: int):
+    """Pad a batch's sequence axes with PAD_ID up to a multiple of `multiple` (fewer XLA shapes)."""
+    (source, target_in), target_out = batch
+
+    def pad(ids):
+        extra = -ids.shape[1] % multiple
+        return tf.pad(ids, [[0, 0], [0, extra]], constant_values=PAD_ID)
+
+    return (pad(source), pad(target_in)), pad(target_out)
+
+
+def shape_key(batch) -> tuple:
+    (source, target_in), _ = batch
+    return tuple(source.shape), tuple(target_in.shape)
+
+
 def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: bool, xla: bool):
-    data = OmegaConf.merge(cfg.data, {"bucket": bucket, "pad_to_bucket": xla})
+    overrides = {"bucket": bucket}
+    if xla:  # XLA compiles one program per shape: coarse buckets, each padded to its upper length
+        overrides |= {"pad_to_bucket": True, "bucket_width": bench.xla_pad_multiple}
+    data = OmegaConf.merge(cfg.data, overrides)
     dataset = make_batches(corpus, tokenizers, data, training=True, seed=0).repeat()
     train_cfg = OmegaConf.merge(cfg, {"train": {"jit_compile": xla}})
     iterator = iter(dataset)
     model = build_model(train_cfg, tokenizers, next(iterator))
     steps = bench.warmup_steps + bench.timed_steps
     batches = [next(iterator) for _ in range(steps)]
-    for x, y in batches[: bench.warmup_steps]:
-        model.train_on_batch(x, y)
-    tokens = sum(int(np.sum(y.numpy() != PAD_ID)) for _, y in batches[bench.warmup_steps :])
-    padded = sum(int(np.prod(y.shape)) for _, y in batches[bench.warmup_steps :])
+    if xla and not bucket:
+        batches = [pad_to_multiple(b, bench.xla_pad_multiple) for b in batches]
+    timed = batches[bench.warmup_steps :]
+    # Warm up on the first steps and on one batch of every shape the timed steps will see, so
+    # tracing and XLA compilation stay out of the timed loop; their time is reported apart.
+    warmup = batches[: bench.warmup_steps] + list({shape_key(b): b for b in timed}.values())
     start = time.perf_counter()
-    for x, y in batches[bench.warmup_steps :]:
+    for x, y in warmup:
+        model.train_on_batch(x, y)
+    warmup_seconds = time.perf_counter() - start
+    tokens = sum(int(np.sum(y.numpy() != PAD_ID)) for _, y in timed)
+    padded = sum(int(np.prod(y.shape)) for _, y in timed)
+    start = time.perf_counter()
+    for x, y in timed:
         loss = model.train_on_batch(x, y)
     seconds = time.perf_counter() - start
     tokens_per_second = tokens / seconds
@@ -68,6 +95,8 @@ def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: 
         "target_tokens_per_second": round(tokens_per_second, 1),
         "target_padding_fraction": round(1 - tokens / padded, 3),
         "estimated_flops_per_second": 6 * model.count_params() * tokens_per_second,
+        "batch_shapes": len({shape_key(b) for b in timed}),
+        "warmup_seconds": round(warmup_seconds, 1),
         "final_loss": float(np.asarray(loss if np.ndim(loss) == 0 else loss[0])),
     }, model.count_params()
 

@@ -3,10 +3,16 @@ import math
 import keras
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from translator.errors import TranslatorError
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
-from translator.training.schedules import TransformerSchedule
+from translator.training.schedules import (
+    LinearDecaySchedule,
+    TransformerSchedule,
+    build_schedule,
+)
 
 # A 2x3 batch over a vocabulary of 3; the last position of the second row is padding (id 0).
 Y_TRUE = np.array([[1, 2, 1], [2, 1, 0]])
@@ -89,3 +95,26 @@ def test_schedule_serialises():
     optimizer = keras.optimizers.Adam(learning_rate=schedule)
     restored = keras.optimizers.Adam.from_config(optimizer.get_config())
     assert float(restored.learning_rate) == pytest.approx(float(schedule(0)))
+
+
+def test_linear_decay_warms_up_then_falls_to_zero_at_total_steps():
+    schedule = LinearDecaySchedule(0.01, warmup_steps=10, total_steps=30)
+    values = [float(schedule(s)) for s in (0, 1, 5, 10, 20, 25, 30, 45)]
+    expected = [0.001, 0.001, 0.005, 0.01, 0.005, 0.0025, 0.0, 0.0]
+    assert values == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    clone = LinearDecaySchedule.from_config(schedule.get_config())
+    assert float(clone(17)) == pytest.approx(0.01 * 13 / 20, rel=1e-6)
+
+
+def test_build_schedule_peaks_alike_and_rejects_bad_settings():
+    train = OmegaConf.create({"warmup_steps": 100, "lr_scale": 2.0, "decay": "inverse_sqrt"})
+    inverse = build_schedule(128, train)
+    assert isinstance(inverse, TransformerSchedule)
+    linear = build_schedule(128, OmegaConf.merge(train, {"decay": "linear", "decay_steps": 1000}))
+    assert isinstance(linear, LinearDecaySchedule)
+    assert float(linear(100)) == pytest.approx(float(inverse(100)), rel=1e-6)
+    assert float(linear(550)) == pytest.approx(float(inverse(100)) / 2, rel=1e-6)
+    with pytest.raises(TranslatorError, match=r"train.decay='cosine': expected one of"):
+        build_schedule(128, OmegaConf.merge(train, {"decay": "cosine"}))
+    with pytest.raises(TranslatorError, match=r"train.decay_steps=100: decay=linear needs"):
+        build_schedule(128, OmegaConf.merge(train, {"decay": "linear", "decay_steps": 100}))

@@ -187,3 +187,17 @@ def test_time_budget_ends_a_run_normally(tmp_path):
     names = set(os.listdir(tmp_path / "run"))
     assert {"metrics.json", "last.weights.h5", "averaged.weights.h5"} <= names
     assert "backup" not in names  # finished, not interrupted: a restart would refuse
+
+
+def test_linear_decay_reaches_zero_at_decay_steps_and_logs_the_rate(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "train.decay=linear", "train.warmup_steps=10",
+                   "train.decay_steps=60", "train.epochs=3",
+                   "train.steps_per_epoch=20")  # fmt: skip
+    train(cfg)
+    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    peak = 0.3 * 64**-0.5 * 10**-0.5  # lr_scale * d_model^-0.5 * warmup^-0.5
+    rates = [h["learning_rate"] for h in history]  # after 20, 40 and 60 updates
+    assert rates == pytest.approx([0.8 * peak, 0.4 * peak, 0.0], rel=1e-5, abs=1e-9)
+    with pytest.raises(TranslatorError, match="train.decay='cosine': expected one of"):
+        train(tiny_run(tmp_path / "bad", "train.decay=cosine"))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

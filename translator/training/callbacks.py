@@ -48,6 +48,14 @@ class Throughput(keras.callbacks.Callback):
             logs["tokens_per_second"] = logs["tokens"] / seconds
 
 
+class LearningRate(keras.callbacks.Callback):
+    """Adds `learning_rate`, the rate the next update will use, to each epoch's logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stops training after the epoch that leaves too little time for another one.
 

@@ -1,9 +1,13 @@
-"""The Transformer learning-rate schedule: linear warmup, then inverse square root decay."""
+"""Learning-rate schedules: linear warmup, then inverse square root or linear decay to zero."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from translator.errors import TranslatorError
+
+DECAYS = ("inverse_sqrt", "linear")
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -32,3 +36,54 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to `peak` at `warmup_steps`, then a straight line to zero at `total_steps`.
+
+    For a fixed budget, ending the run at zero learning rate beats a schedule that is still high
+    when time runs out. Steps below 1 are taken as 1; steps past `total_steps` get zero.
+
+    Args:
+        peak: the learning rate at `warmup_steps`.
+        warmup_steps: steps of linear warmup.
+        total_steps: the step at which the rate reaches zero; must exceed `warmup_steps`.
+    """
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        if total_steps <= warmup_steps:
+            raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = ops.maximum(ops.cast(step, "float32"), 1.0)
+        warmup = step / self.warmup_steps
+        decay = (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        return self.peak * ops.clip(ops.minimum(warmup, decay), 0.0, 1.0)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
+
+
+def build_schedule(d_model: int, train) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The schedule `train.decay` names. Both peak at lr_scale * d_model^-0.5 * warmup^-0.5."""
+    decay = train.get("decay", "inverse_sqrt")
+    if decay == "inverse_sqrt":
+        return TransformerSchedule(d_model, train.warmup_steps, train.lr_scale)
+    if decay != "linear":
+        raise TranslatorError(f"train.decay={decay!r}: expected one of {DECAYS}")
+    total = train.get("decay_steps")
+    if not total or total <= train.warmup_steps:
+        raise TranslatorError(
+            f"train.decay_steps={total}: decay=linear needs the step where the rate reaches zero, "
+            f"above train.warmup_steps={train.warmup_steps}"
+        )
+    peak = train.lr_scale * d_model**-0.5 * train.warmup_steps**-0.5
+    return LinearDecaySchedule(peak, train.warmup_steps, total)

@@ -34,13 +34,14 @@ from translator.tokenizer import TokenizerPair, train_tokenizers
 from translator.training.callbacks import (
     AverageCheckpoints,
     EpochSummary,
+    LearningRate,
     TargetTokens,
     Throughput,
     TimeBudget,
 )
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
-from translator.training.schedules import TransformerSchedule
+from translator.training.schedules import build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,18 @@ def describe_devices(strategy: tf.distribute.Strategy, train: DictConfig) -> str
     )
 
 
+def describe_schedule(train: DictConfig, batches: int) -> str:
+    """One log line: how the learning rate decays, and where the zero point falls in epochs."""
+    if train.get("decay", "inverse_sqrt") != "linear":
+        return f"lr: warmup {train.warmup_steps} steps, then inverse square root decay"
+    per_epoch = train.steps_per_epoch or batches
+    return (
+        f"lr: warmup {train.warmup_steps} steps, then linear decay to zero at step "
+        f"{train.decay_steps} (epoch {train.decay_steps / per_epoch:.1f} "
+        f"at {per_epoch} steps/epoch)"
+    )
+
+
 def prepare_tokenizers(cfg: DictConfig, run_dir: Path, train_corpus) -> TokenizerPair:
     """Reuse the run's tokenizers when resuming; otherwise learn and save them."""
     folder = run_dir / "tokenizer"
@@ -118,7 +131,7 @@ def build_model(cfg: DictConfig, tokenizers: TokenizerPair, example_batch) -> Tr
         cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
     )
     model(example_batch[0])  # create the weights
-    schedule = TransformerSchedule(cfg.model.d_model, cfg.train.warmup_steps, cfg.train.lr_scale)
+    schedule = build_schedule(cfg.model.d_model, cfg.train)
     optimizer = keras.optimizers.Adam(
         learning_rate=schedule,
         beta_1=cfg.train.beta_1,
@@ -140,6 +153,7 @@ def make_callbacks(
 ) -> list[keras.callbacks.Callback]:
     callbacks = [
         Throughput(),
+        LearningRate(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "last.weights.h5"), save_weights_only=True, save_best_only=False
@@ -196,6 +210,7 @@ def train(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir)
+    build_schedule(cfg.model.d_model, cfg.train)  # a bad train.decay fails before any work
     run_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
     keras.utils.set_random_seed(cfg.seed)
@@ -220,6 +235,7 @@ def train(cfg: DictConfig) -> dict:
     valid_data = with_known_length(valid_data, "validation", cfg.data)
     if cfg.train.steps_per_epoch:
         train_data = train_data.repeat()
+    log.info(describe_schedule(cfg.train, int(train_data.cardinality())))
 
     # Model, optimizer and callbacks.
     with strategy.scope():

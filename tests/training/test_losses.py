@@ -3,6 +3,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from omegaconf import OmegaConf
 
 from translator.errors import TranslatorError
@@ -12,6 +13,7 @@ from translator.training.schedules import (
     LinearDecaySchedule,
     TransformerSchedule,
     build_schedule,
+    check_schedule,
 )
 
 # A 2x3 batch over a vocabulary of 3; the last position of the second row is padding (id 0).
@@ -118,3 +120,25 @@ def test_build_schedule_peaks_alike_and_rejects_bad_settings():
         build_schedule(128, OmegaConf.merge(train, {"decay": "cosine"}))
     with pytest.raises(TranslatorError, match=r"train.decay_steps=100: decay=linear needs"):
         build_schedule(128, OmegaConf.merge(train, {"decay": "linear", "decay_steps": 100}))
+
+
+def test_moving_the_zero_point_changes_the_rate_inside_a_compiled_step():
+    schedule = LinearDecaySchedule(0.01, warmup_steps=10, total_steps=30)
+    rate = tf.function(lambda step: schedule(step))
+    assert float(rate(20)) == pytest.approx(0.005, rel=1e-6)
+    assert schedule.set_total_steps(50) == 50 and schedule.total_steps == 50
+    assert float(rate(20)) == pytest.approx(0.01 * 30 / 40, rel=1e-6)  # same trace, new end
+    assert schedule.set_total_steps(4) == 11  # kept past the warmup
+    assert float(rate(11)) == 0.0
+    assert LinearDecaySchedule.from_config(schedule.get_config()).total_steps == 11
+
+
+def test_auto_decay_steps_start_at_the_most_steps_and_need_a_time_budget():
+    train = OmegaConf.create({"warmup_steps": 100, "lr_scale": 2.0, "decay": "linear",
+                              "decay_steps": "auto", "max_minutes": 30})  # fmt: skip
+    assert build_schedule(128, train, max_steps=5000).total_steps == 5000
+    assert build_schedule(128, train).total_steps == 101  # no estimate yet: the budget moves it
+    with pytest.raises(TranslatorError, match=r"decay_steps=auto: .* needs train.max_minutes"):
+        check_schedule(OmegaConf.merge(train, {"max_minutes": None}))
+    with pytest.raises(TranslatorError, match=r"train.decay_steps=soon: decay=linear needs"):
+        check_schedule(OmegaConf.merge(train, {"decay_steps": "soon"}))

@@ -181,6 +181,41 @@ def test_time_budget_stops_when_the_next_epoch_would_overrun(monkeypatch):
     assert stops == [False, False, True] and budget.stopped_epoch == 3
 
 
+class FakeOptimizer:
+    def __init__(self):
+        self.iterations = tf.Variable(0, dtype=tf.int64)
+
+
+def test_time_budget_moves_the_zero_point_to_the_last_step_that_fits(monkeypatch):
+    from translator.training import callbacks
+    from translator.training.schedules import LinearDecaySchedule
+
+    # A 100-second budget; epochs of 5 steps taking 10, 20, 10, 10 and 30 seconds.
+    clock = iter([0.0, 10.0, 10.0, 30.0, 30.0, 40.0, 40.0, 50.0, 50.0, 80.0])  # begin, end
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    schedule = LinearDecaySchedule(0.01, warmup_steps=4, total_steps=1000)
+    budget = callbacks.TimeBudget(minutes=100 / 60, start=0.0, schedule=schedule)
+    model = FakeModel()
+    model.optimizer = FakeOptimizer()
+    budget.set_model(model)
+    budget.set_params({"steps": 5, "epochs": 100})
+    budget.on_train_begin()
+    moved = []
+    for epoch in range(5):
+        budget.on_epoch_begin(epoch)
+        model.optimizer.iterations.assign_add(5)
+        logs = {}
+        budget.on_epoch_end(epoch, logs)
+        moved.append(logs.get("decay_steps"))
+    # Epochs left = floor(spare / median epoch) + 1, spare = budget - elapsed - longest epoch.
+    # After 10 s: floor(80 / 10) + 1 = 9 more, zero at step 5 + 45 = 50 (10 epochs fit exactly).
+    # After 30 s: floor(50 / 15) + 1 = 4 more -> 10 + 20 = 30. After 40 s: floor(40 / 10) + 1
+    # = 5 -> 15 + 25 = 40. After 50 s: floor(30 / 10) + 1 = 4 -> 20 + 20 = 40. After 80 s the
+    # longest epoch (30 s) no longer fits: the run stops and the zero point stays.
+    assert moved == [50, 30, 40, 40, None]
+    assert schedule.total_steps == 40 and budget.stopped_epoch == 5 and model.stop_training
+
+
 def test_time_budget_ends_a_run_normally(tmp_path):
     cfg = tiny_run(tmp_path / "run", "train.epochs=20", "train.steps_per_epoch=3",
                    "train.max_minutes=0.0001", "train.average_last=2")  # fmt: skip
@@ -202,6 +237,26 @@ def test_linear_decay_reaches_zero_at_decay_steps_and_logs_the_rate(tmp_path):
     assert rates == pytest.approx([0.8 * peak, 0.4 * peak, 0.0], rel=1e-5, abs=1e-9)
     with pytest.raises(TranslatorError, match="train.decay='cosine': expected one of"):
         train(tiny_run(tmp_path / "bad", "train.decay=cosine"))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_auto_decay_follows_the_time_budget_and_logs_its_zero_point(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "train.decay=linear", "train.warmup_steps=4",
+                   "train.decay_steps=auto", "train.max_minutes=0.5", "train.epochs=200",
+                   "train.steps_per_epoch=4")  # fmt: skip
+    metrics = train(cfg)
+    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    assert 2 <= len(history) < 200  # the budget, not the epoch count, ended it
+    assert metrics["optimizer_steps"] == 4 * len(history)
+    peak = 0.3 * 64**-0.5 * 4**-0.5
+    for epoch, h in enumerate(history[:-1], start=1):  # the last epoch stops instead
+        step, end = 4 * epoch, h["decay_steps"]
+        assert step < end < 800  # aims past now, far below the 200-epoch starting guess
+        assert h["learning_rate"] == pytest.approx(peak * (end - step) / (end - 4), rel=1e-5)
+    assert "decay_steps" not in history[-1]
+    assert history[-1]["learning_rate"] < history[0]["learning_rate"]
+    with pytest.raises(TranslatorError, match="decay_steps=auto: .* needs train.max_minutes"):
+        train(tiny_run(tmp_path / "bad", "train.decay=linear", "train.decay_steps=auto"))
     assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import statistics
 import time
 from pathlib import Path
 
@@ -63,26 +65,45 @@ class TimeBudget(keras.callbacks.Callback):
     (a `time.perf_counter()` reading, e.g. from before the data were prepared) plus the longest
     epoch so far would overrun the budget, so every later callback (checkpoints, averaging) still
     runs and the run finishes normally.
+
+    Given a `LinearDecaySchedule`, it also moves the schedule's zero point after every epoch to
+    the last step the budget is predicted to allow: the epochs that still fit by the rule above,
+    at the median epoch time so far. The rate then reaches zero as the run ends, however fast
+    this machine turns out to be; the step is added to the logs as `decay_steps`.
     """
 
-    def __init__(self, minutes: float, start: float | None = None):
+    def __init__(self, minutes: float, start: float | None = None, schedule=None):
         super().__init__()
         self.seconds = 60.0 * minutes
         self.start = start
+        self.schedule = schedule
         self.stopped_epoch = None
 
     def on_train_begin(self, logs=None):
         if self.start is None:
             self.start = time.perf_counter()
-        self._longest = 0.0
+        self._durations = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
 
+    def epochs_left(self, now: float) -> int:
+        """Epochs still to run: each starts only if the longest epoch so far fits after it."""
+        spare = self.seconds - (now - self.start) - max(self._durations)
+        if spare < 0:
+            return 0
+        return math.floor(spare / statistics.median(self._durations)) + 1
+
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
-        self._longest = max(self._longest, now - self._epoch_start)
-        if now - self.start + self._longest > self.seconds:
+        self._durations.append(now - self._epoch_start)
+        left = self.epochs_left(now)
+        if self.schedule is not None and left > 0:
+            step = int(self.model.optimizer.iterations.numpy())
+            end = self.schedule.set_total_steps(step + left * self.params["steps"])
+            if logs is not None:
+                logs["decay_steps"] = end
+        if left == 0:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
             log.info(

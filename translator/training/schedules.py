@@ -43,7 +43,9 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup to `peak` at `warmup_steps`, then a straight line to zero at `total_steps`.
 
     For a fixed budget, ending the run at zero learning rate beats a schedule that is still high
-    when time runs out. Steps below 1 are taken as 1; steps past `total_steps` get zero.
+    when time runs out. Steps below 1 are taken as 1; steps past `total_steps` get zero. The zero
+    point lives in a variable, so `set_total_steps` can move it while a compiled step runs (a time
+    budget moves it to where the budget is predicted to end).
 
     Args:
         peak: the learning rate at `warmup_steps`.
@@ -56,12 +58,23 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
         self.peak = peak
         self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
+        self.end = keras.Variable(float(total_steps), dtype="float32", trainable=False)
+
+    @property
+    def total_steps(self) -> int:
+        return int(round(float(self.end.numpy())))
+
+    def set_total_steps(self, total_steps: int) -> int:
+        """Move the zero point (kept past `warmup_steps`); returns the step it was set to."""
+        total_steps = max(int(total_steps), self.warmup_steps + 1)
+        self.end.assign(float(total_steps))
+        return total_steps
 
     def __call__(self, step):
         step = ops.maximum(ops.cast(step, "float32"), 1.0)
+        end = ops.convert_to_tensor(self.end)
         warmup = step / self.warmup_steps
-        decay = (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        decay = (end - step) / (end - self.warmup_steps)
         return self.peak * ops.clip(ops.minimum(warmup, decay), 0.0, 1.0)
 
     def get_config(self):
@@ -72,18 +85,42 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def build_schedule(d_model: int, train) -> keras.optimizers.schedules.LearningRateSchedule:
-    """The schedule `train.decay` names. Both peak at lr_scale * d_model^-0.5 * warmup^-0.5."""
+def check_schedule(train) -> None:
+    """Refuse a `train.decay` / `train.decay_steps` that cannot make a schedule."""
     decay = train.get("decay", "inverse_sqrt")
-    if decay == "inverse_sqrt":
-        return TransformerSchedule(d_model, train.warmup_steps, train.lr_scale)
-    if decay != "linear":
+    if decay not in DECAYS:
         raise TranslatorError(f"train.decay={decay!r}: expected one of {DECAYS}")
+    if decay != "linear":
+        return
     total = train.get("decay_steps")
-    if not total or total <= train.warmup_steps:
+    if total == "auto":
+        if not train.get("max_minutes"):
+            raise TranslatorError(
+                "train.decay_steps=auto: the rate reaches zero where the time budget ends, "
+                "so it needs train.max_minutes"
+            )
+        return
+    if not isinstance(total, int) or total <= train.warmup_steps:
         raise TranslatorError(
             f"train.decay_steps={total}: decay=linear needs the step where the rate reaches zero, "
-            f"above train.warmup_steps={train.warmup_steps}"
+            f"above train.warmup_steps={train.warmup_steps} (or auto, with train.max_minutes)"
         )
+
+
+def build_schedule(
+    d_model: int, train, max_steps: int | None = None
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The schedule `train.decay` names. Both peak at lr_scale * d_model^-0.5 * warmup^-0.5.
+
+    With `decay_steps=auto` the linear schedule first aims at `max_steps` (the most updates the
+    run may make: epochs x steps per epoch); the time budget then moves its zero point after
+    every epoch (`TimeBudget`).
+    """
+    check_schedule(train)
+    if train.get("decay", "inverse_sqrt") == "inverse_sqrt":
+        return TransformerSchedule(d_model, train.warmup_steps, train.lr_scale)
+    total = train.decay_steps
+    if total == "auto":
+        total = max(max_steps or 0, train.warmup_steps + 1)
     peak = train.lr_scale * d_model**-0.5 * train.warmup_steps**-0.5
     return LinearDecaySchedule(peak, train.warmup_steps, total)

@@ -41,7 +41,7 @@ from translator.training.callbacks import (
 )
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
-from translator.training.schedules import build_schedule
+from translator.training.schedules import build_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,11 @@ def describe_schedule(train: DictConfig, per_epoch: int) -> str:
     """One log line: how the learning rate decays, and where the zero point falls in epochs."""
     if train.get("decay", "inverse_sqrt") != "linear":
         return f"lr: warmup {train.warmup_steps} steps, then inverse square root decay"
+    if train.decay_steps == "auto":
+        return (
+            f"lr: warmup {train.warmup_steps} steps, then linear decay to zero where the "
+            f"{train.max_minutes}-minute budget is predicted to end (re-estimated every epoch)"
+        )
     return (
         f"lr: warmup {train.warmup_steps} steps, then linear decay to zero at step "
         f"{train.decay_steps} (epoch {train.decay_steps / per_epoch:.1f} "
@@ -127,7 +132,7 @@ def prepare_tokenizers(cfg: DictConfig, run_dir: Path, train_corpus) -> Tokenize
 
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or anything written."""
-    build_schedule(cfg.model.d_model, cfg.train)  # a bad train.decay or decay_steps
+    check_schedule(cfg.train)
     if cfg.model.get("share_embeddings") and not cfg.tokenizer.get("shared"):
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -135,12 +140,16 @@ def check_settings(cfg: DictConfig) -> None:
         )
 
 
-def build_model(cfg: DictConfig, tokenizers: TokenizerPair, example_batch) -> Transformer:
+def build_model(
+    cfg: DictConfig, tokenizers: TokenizerPair, example_batch, schedule=None
+) -> Transformer:
+    """The compiled model; `schedule` defaults to the one `cfg.train` describes."""
     model = Transformer.from_settings(
         cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
     )
     model(example_batch[0])  # create the weights
-    schedule = build_schedule(cfg.model.d_model, cfg.train)
+    if schedule is None:
+        schedule = build_schedule(cfg.model.d_model, cfg.train)
     optimizer = keras.optimizers.Adam(
         learning_rate=schedule,
         beta_1=cfg.train.beta_1,
@@ -158,10 +167,16 @@ def build_model(cfg: DictConfig, tokenizers: TokenizerPair, example_batch) -> Tr
 
 
 def make_callbacks(
-    cfg: DictConfig, run_dir: Path, start: float | None = None
+    cfg: DictConfig, run_dir: Path, start: float | None = None, schedule=None
 ) -> list[keras.callbacks.Callback]:
-    callbacks = [
-        Throughput(),
+    callbacks = [Throughput()]
+    if cfg.train.max_minutes:
+        # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
+        # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
+        # LearningRate and EpochSummary, so the rate they log follows a moved zero point.
+        auto = cfg.train.get("decay") == "linear" and cfg.train.decay_steps == "auto"
+        callbacks.append(TimeBudget(cfg.train.max_minutes, start, schedule if auto else None))
+    callbacks += [
         LearningRate(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
@@ -177,10 +192,6 @@ def make_callbacks(
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run_dir / "history.jsonl"),
     ]
-    if cfg.train.max_minutes:
-        # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
-        # through on_train_end (averaging, metrics) like one that ran all its epochs.
-        callbacks.append(TimeBudget(cfg.train.max_minutes, start))
     if cfg.train.average_last:
         callbacks.append(
             AverageCheckpoints(
@@ -253,7 +264,9 @@ def train(cfg: DictConfig) -> dict:
 
     # Model, optimizer and callbacks.
     with strategy.scope():
-        model = build_model(cfg, tokenizers, next(iter(train_data)))
+        max_steps = cfg.train.epochs * steps_per_epoch
+        schedule = build_schedule(cfg.model.d_model, cfg.train, max_steps)
+        model = build_model(cfg, tokenizers, next(iter(train_data)), schedule)
     (run_dir / "model.json").write_text(json.dumps(model.get_config(), indent=2))
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
 
@@ -267,7 +280,7 @@ def train(cfg: DictConfig) -> dict:
         epochs=cfg.train.epochs,
         steps_per_epoch=steps_per_epoch,
         validation_steps=cfg.train.validation_steps,
-        callbacks=make_callbacks(cfg, run_dir, start),
+        callbacks=make_callbacks(cfg, run_dir, start, schedule),
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, with a seed
     )

@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose
 from translator.config import CONFIG_DIR
+from translator.training.trainer import check_settings
 
 GROUPS = ["data", "tokenizer", "model", "train", "decode", "experiment", "paths", "hydra"]
 ENTRIES = [
@@ -29,6 +30,7 @@ def test_entry_composes(group, entry):
     # Everything else resolves completely (hydra's own node aside).
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert resolved["run_dir"].endswith(resolved["run_name"])
+    check_settings(cfg)  # the trainer would accept it (schedule, shared embeddings)
 
 
 def test_parallel_text_with_values_resolves(tmp_path):

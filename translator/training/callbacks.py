@@ -83,9 +83,11 @@ class TimeBudget(keras.callbacks.Callback):
         if self.start is None:
             self.start = time.perf_counter()
         self._durations = []
+        self._last_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
+        # An epoch lasts from the end of the one before (saving and averaging in between count).
+        self._epoch_start = self._last_end or time.perf_counter()
 
     def epochs_left(self, now: float) -> int:
         """Epochs still to run: each starts only if the longest epoch so far fits after it."""
@@ -95,7 +97,7 @@ class TimeBudget(keras.callbacks.Callback):
         return math.floor(spare / statistics.median(self._durations)) + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
+        now = self._last_end = time.perf_counter()
         self._durations.append(now - self._epoch_start)
         left = self.epochs_left(now)
         if self.schedule is not None and left > 0:

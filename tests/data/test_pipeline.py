@@ -84,3 +84,29 @@ def test_batches_split_evenly_over_replicas(multi30k_cfg, multi30k_tokenizers, v
         sizes = [b[0][0].shape[0] for b in data]
         assert all(size % 2 == 0 for size in sizes)
         assert len(valid) - sum(sizes) < len(sizes)  # at most one sentence lost per batch
+
+
+def test_sampled_training_batches_resegment_the_same_sentences_every_pass(
+    multi30k_cfg, multi30k_tokenizers, valid
+):
+    tokenizer = multi30k_tokenizers.target
+    data = make_batches(
+        valid, multi30k_tokenizers.sampling(64, 0.1), multi30k_cfg.data, training=True, seed=1
+    )
+
+    def one_pass() -> dict[str, list[tuple]]:
+        """Text -> the target segmentations a pass gave it (a list: some captions repeat)."""
+        segmented = {}
+        for _, target_out in data:
+            texts = tokenizer.detokenize(target_out).numpy()
+            for text, row in zip(texts, target_out.numpy(), strict=True):
+                segmented.setdefault(text.decode(), []).append(tuple(row[row != PAD_ID]))
+        return segmented
+
+    first, second = one_pass(), one_pass()
+    counts = {text: len(rows) for text, rows in first.items()}
+    assert counts == {text: len(rows) for text, rows in second.items()}
+    assert counts == {text: valid.target.count(text) for text in set(valid.target)}
+    resegmented = np.mean([sorted(first[t]) != sorted(second[t]) for t in first])
+    print(f"sentences segmented differently in the second pass: {resegmented:.2f}")
+    assert resegmented > 0.5

@@ -104,3 +104,37 @@ def test_tokenizer_survives_set_random_seed(multi30k_tokenizers):
     assert tokenizer.detokenize(tf.constant(expected)).numpy()[0].decode() == "A dog runs."
     keras.utils.set_random_seed(124)
     assert tokenizer.id_to_piece([END_ID]).numpy()[0].decode() == "</s>"
+
+
+def test_sampling_varies_segmentations_that_all_detokenize_to_the_text(
+    multi30k_cfg, multi30k_tokenizers
+):
+    sentences = load_corpus(multi30k_cfg.data, "validation").target[:300]
+    best = multi30k_tokenizers.target
+    sampler = best.sampling(64, 0.1)
+    assert sampler.samples and not best.samples
+    assert best.sampling(0, 0.1) is best and best.sampling(1, 0.1) is best
+
+    deterministic = best.tokenize(sentences).to_list()
+    first, second = sampler.tokenize(sentences).to_list(), sampler.tokenize(sentences).to_list()
+    assert best.tokenize(sentences).to_list() == deterministic
+    changed = np.mean([a != b for a, b in zip(first, deterministic, strict=True)])
+    resampled = np.mean([a != b for a, b in zip(first, second, strict=True)])
+    print(f"sampled differs from best: {changed:.2f}, between two samples: {resampled:.2f}")
+    assert changed > 0.5 and resampled > 0.5
+    assert round_trip_rate(sampler, sentences) == 1.0  # every sample spells the same text
+
+
+def test_sampling_pair_keeps_sharing_and_is_not_saved(tmp_path, multi30k_tokenizers):
+    pair = multi30k_tokenizers.sampling(-1, 0.2)
+    assert pair.samples and not multi30k_tokenizers.samples
+    shared = multi30k_tokenizers.source is multi30k_tokenizers.target
+    assert (pair.source is pair.target) == shared
+    pair.save(tmp_path)
+    loaded = TokenizerPair.load(tmp_path)
+    text = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]
+    assert not loaded.samples
+    assert (
+        loaded.source.tokenize(text).to_list()
+        == multi30k_tokenizers.source.tokenize(text).to_list()
+    )

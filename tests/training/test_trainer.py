@@ -273,6 +273,20 @@ def test_shared_embeddings_without_a_shared_vocabulary_are_refused_before_any_wo
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tokenizer.sample_nbest_size=some", "sample_nbest_size='some': expected a whole number"),
+        ("tokenizer.sample_alpha=0", "sample_alpha=0: expected a number above 0"),
+    ],
+)
+def test_bad_sampling_settings_are_refused_before_any_work(tmp_path, override, message):
+    cfg = tiny_run(tmp_path / "run", "tokenizer.sample_nbest_size=64", override)
+    with pytest.raises(TranslatorError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def test_shared_embeddings_train_with_a_shared_vocabulary(tmp_path):
     cfg = tiny_run(tmp_path / "run", "model.share_embeddings=true", "tokenizer.shared=true",
                    "train.epochs=2", "train.steps_per_epoch=10")  # fmt: skip
@@ -303,3 +317,15 @@ def test_one_training_iterator_serves_every_epoch_and_an_epoch_is_one_pass(tmp_p
     assert len(batches) > 3 and metrics["optimizer_steps"] == 3 * len(batches)
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
     assert [h["tokens"] for h in history] == [tokens] * 3  # each epoch saw the data once
+
+
+def test_subword_regularization_trains_on_new_segmentations_every_epoch(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "tokenizer.sample_nbest_size=-1", "tokenizer.sample_alpha=0.2",
+                   "train.epochs=3", "data.batch_tokens=256")  # fmt: skip
+    train(cfg)
+    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
+    assert len({h["tokens"] for h in history}) > 1  # new segmentations, new token counts
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert not TokenizerPair.load(tmp_path / "run" / "tokenizer").samples
+    # Validation takes the best segmentation: the same tokens every epoch.
+    assert len({h["val_tokens"] for h in history}) == 1

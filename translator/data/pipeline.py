@@ -81,7 +81,8 @@ def make_batches(
 
     Args:
         corpus: sentences of one split.
-        tokenizers: the run's tokenizers.
+        tokenizers: the run's tokenizers; when they sample segmentations, every pass over the
+            dataset sees new ones (and so, with bucketing, a batch count that varies a little).
         data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size, ...).
         training: shuffle (seeded) when True.
         seed: shuffle seed.
@@ -93,7 +94,9 @@ def make_batches(
         Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
     """
     dataset = tokenize_corpus(corpus, tokenizers, data)
-    if data.cache:
+    if data.cache and not tokenizers.samples:
+        # Sampling tokenizers segment every pass anew (subword regularization): caching their
+        # ids would freeze the first sample, so the text (already in memory) is retokenized.
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

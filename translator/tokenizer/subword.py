@@ -6,6 +6,11 @@ and inside an exported SavedModel. The model uses identity normalisation and byt
 detokenize(tokenize(s)) == s for any text (case, punctuation spacing and rare characters kept),
 and hypotheses can be scored against raw references. See the README for why not WordPiece.
 
+Subword regularization (Kudo, 2018): while training, `SubwordTokenizer.sampling` gives a twin
+that samples one of the likely segmentations of each sentence every time it runs, so the model
+sees "▁gitarre" one epoch and "▁git ar re" another. Only the training pipeline uses it; saved
+tokenizers, validation and inference segment deterministically.
+
 Reserved ids, the same in every vocabulary: PAD=0, UNK=1, START=2, END=3.
 """
 
@@ -30,15 +35,19 @@ PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 NUM_RESERVED = 4
 
 
-def _sentencepiece(model_proto: bytes) -> tf_text.SentencepieceTokenizer:
-    """A tf-text tokenizer named after its model.
+def _sentencepiece(
+    model_proto: bytes, nbest_size: int = 0, alpha: float = 1.0
+) -> tf_text.SentencepieceTokenizer:
+    """A tf-text tokenizer named after its model (and its sampling settings, when it samples).
 
     In graphs (SavedModel) tf-text's resources are keyed by node name, so each model gets a name
     of its own; otherwise a reloaded export would give the target tokenizer the source model.
     """
-    digest = hashlib.sha1(model_proto).hexdigest()[:16]
+    name = f"sentencepiece_{hashlib.sha1(model_proto).hexdigest()[:16]}"
+    if nbest_size not in (0, 1):
+        name += f"_sample_{nbest_size}_{alpha}".replace("-", "m").replace(".", "_")
     return tf_text.SentencepieceTokenizer(
-        model=model_proto, out_type=tf.int32, name=f"sentencepiece_{digest}"
+        model=model_proto, out_type=tf.int32, nbest_size=nbest_size, alpha=alpha, name=name
     )
 
 
@@ -48,14 +57,40 @@ class SubwordTokenizer(tf.Module):
     Args:
         model_proto: the serialised SentencePiece model.
         lowercase: lowercase (Unicode-aware) before tokenizing.
+        nbest_size: 0 or 1 segments deterministically (the most likely segmentation); n > 1
+            samples a segmentation among the n best, -1 among all of them. Training only: a saved
+            tokenizer does not keep it.
+        alpha: smoothing of the sampling distribution, P(segmentation)^alpha (lower: more varied).
     """
 
-    def __init__(self, model_proto: bytes, lowercase: bool = False):
+    def __init__(
+        self,
+        model_proto: bytes,
+        lowercase: bool = False,
+        nbest_size: int = 0,
+        alpha: float = 1.0,
+    ):
         super().__init__()
         self.model_proto = model_proto
         self.lowercase = lowercase
-        self._sp = _sentencepiece(model_proto)
+        self.nbest_size = int(nbest_size)
+        self.alpha = float(alpha)
+        self._sp = self._build()
         self.vocab_size = int(self._sp.vocab_size())
+
+    @property
+    def samples(self) -> bool:
+        """True when every call may segment the same text differently."""
+        return self.nbest_size not in (0, 1)
+
+    def sampling(self, nbest_size: int, alpha: float) -> SubwordTokenizer:
+        """The same vocabulary, sampling segmentations (itself when nbest_size is 0 or 1)."""
+        if nbest_size in (0, 1):
+            return self
+        return SubwordTokenizer(self.model_proto, self.lowercase, nbest_size, alpha)
+
+    def _build(self) -> tf_text.SentencepieceTokenizer:
+        return _sentencepiece(self.model_proto, self.nbest_size, self.alpha)
 
     def _run(self, method: str, *args):
         """Call the tf-text tokenizer, rebuilding its resource if TensorFlow dropped it.
@@ -69,7 +104,7 @@ class SubwordTokenizer(tf.Module):
         except tf.errors.NotFoundError:
             if not tf.executing_eagerly():
                 raise
-            self._sp = _sentencepiece(self.model_proto)
+            self._sp = self._build()
             return getattr(self._sp, method)(*args)
 
     def tokenize(self, strings) -> tf.RaggedTensor:
@@ -110,6 +145,17 @@ class TokenizerPair:
 
     source: SubwordTokenizer
     target: SubwordTokenizer
+
+    @property
+    def samples(self) -> bool:
+        return self.source.samples or self.target.samples
+
+    def sampling(self, nbest_size: int, alpha: float) -> TokenizerPair:
+        """Both tokenizers sampling segmentations (subword regularization), for training batches."""
+        source = self.source.sampling(nbest_size, alpha)
+        if self.target is self.source:
+            return TokenizerPair(source, source)
+        return TokenizerPair(source, self.target.sampling(nbest_size, alpha))
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

@@ -133,6 +133,14 @@ def prepare_tokenizers(cfg: DictConfig, run_dir: Path, train_corpus) -> Tokenize
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or anything written."""
     check_schedule(cfg.train)
+    nbest, alpha = cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha
+    if not isinstance(nbest, int):
+        raise TranslatorError(
+            f"tokenizer.sample_nbest_size={nbest!r}: expected a whole number "
+            "(0: off, n > 1: sample among the n best segmentations, -1: among all)"
+        )
+    if nbest not in (0, 1) and not (isinstance(alpha, int | float) and alpha > 0):
+        raise TranslatorError(f"tokenizer.sample_alpha={alpha!r}: expected a number above 0")
     if cfg.model.get("share_embeddings") and not cfg.tokenizer.get("shared"):
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -245,15 +253,24 @@ def train(cfg: DictConfig) -> dict:
     tokenizers = prepare_tokenizers(cfg, run_dir, train_corpus)
     save_resolved(cfg, run_dir / "config.yaml")
     replicas = strategy.num_replicas_in_sync
+    # Training batches may sample their segmentations (subword regularization); validation
+    # batches and everything saved use the deterministic tokenizers.
+    sampling = tokenizers.sampling(cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha)
+    if sampling.samples:
+        log.info(
+            "subword regularization: training segmentations sampled among the %s best (alpha %s)",
+            "all" if cfg.tokenizer.sample_nbest_size < 0 else cfg.tokenizer.sample_nbest_size,
+            cfg.tokenizer.sample_alpha,
+        )
     train_data = make_batches(
-        train_corpus, tokenizers, cfg.data, training=True, seed=cfg.seed, replicas=replicas
+        train_corpus, sampling, cfg.data, training=True, seed=cfg.seed, replicas=replicas
     )
     valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False, replicas=replicas)
-    # Bucket sizes depend only on sentence lengths, so the batch count is fixed: telling Keras
-    # gives the first epoch a progress bar with a total (and no "ran out of data" warning).
-    train_data = with_known_length(train_data, "training", cfg.data)
+    # Bucket sizes depend only on sentence lengths, so the batch count of deterministic
+    # segmentations is fixed (with sampled ones it varies a little: an epoch is then the count of
+    # one pass). Telling Keras gives validation a progress bar with a total.
+    batches = count_batches(train_data, "training", cfg.data)
     valid_data = with_known_length(valid_data, "validation", cfg.data)
-    batches = int(train_data.cardinality())
     steps_per_epoch = cfg.train.steps_per_epoch or batches
     # One iterator for the whole run: Keras keeps it across epochs when the data repeats and
     # steps_per_epoch is set. A new iterator per epoch means dropping the old one, and that waits
@@ -293,14 +310,21 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def with_known_length(dataset: tf.data.Dataset, split: str, data: DictConfig) -> tf.data.Dataset:
+def count_batches(dataset: tf.data.Dataset, split: str, data: DictConfig) -> int:
+    """Batches in one pass over `dataset`; an error when there are none."""
     batches = int(dataset.reduce(0, lambda count, _: count + 1))
     if batches == 0:
         raise TranslatorError(
             f"the {split} split gives no batch: every pair is longer than data.max_tokens="
             f"{data.max_tokens} tokens (or, with several replicas, too few pairs to split)"
         )
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return batches
+
+
+def with_known_length(dataset: tf.data.Dataset, split: str, data: DictConfig) -> tf.data.Dataset:
+    return dataset.apply(
+        tf.data.experimental.assert_cardinality(count_batches(dataset, split, data))
+    )
 
 
 def summarize(history: dict, seconds: float, model: Transformer, run_dir: Path) -> dict:

@@ -31,9 +31,12 @@ MODES = {
 def machine() -> dict:
     import tensorflow as tf
 
+    from translator.training.trainer import cpu_features
+
     return {
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_features(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "tensorflow": tf.__version__,
     }

@@ -18,7 +18,7 @@ from translator.errors import TranslatorError
 from translator.inference.translator import Translator, load_run, weights_path
 from translator.model.transformer import Transformer
 from translator.tokenizer import PAD_ID, TokenizerPair
-from translator.training.trainer import train
+from translator.training.trainer import cpu_features, train
 
 pytestmark = pytest.mark.slow
 
@@ -329,3 +329,19 @@ def test_subword_regularization_trains_on_new_segmentations_every_epoch(tmp_path
     assert not TokenizerPair.load(tmp_path / "run" / "tokenizer").samples
     # Validation takes the best segmentation: the same tokens every epoch.
     assert len({h["val_tokens"] for h in history}) == 1
+
+
+def test_cpu_features_name_the_model_and_vector_extensions():
+    cpuinfo = textwrap.dedent("""\
+        processor\t: 0
+        model name\t: AMD EPYC 9R14
+        flags\t\t: fpu sse2 avx fma avx2 avx512f avx512bw avx512_bf16 sha_ni
+        processor\t: 1
+        model name\t: AMD EPYC 9R14
+        flags\t\t: fpu sse2 avx fma avx2 avx512f avx512bw avx512_bf16 sha_ni
+        """)
+    assert cpu_features(cpuinfo) == {
+        "cpu_model": "AMD EPYC 9R14",
+        "vector_extensions": ["avx", "avx2", "avx512_bf16", "avx512bw", "avx512f", "fma"],
+    }
+    assert cpu_features("processor\t: 0\n") == {"cpu_model": "unknown", "vector_extensions": []}

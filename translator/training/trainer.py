@@ -93,9 +93,32 @@ def set_precision(precision: str) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
 
+def cpu_features(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and vector extensions, from /proc/cpuinfo (empty where there is none).
+
+    Throughput differs several-fold between CPUs with and without AVX-512, so logs and benchmark
+    reports name them: figures from two machines are then never mistaken for one.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's entry
+    flags = set(fields.get("flags", "").split())
+    vector = sorted(f for f in flags if f in ("avx", "avx2", "fma") or f.startswith("avx512"))
+    return {"cpu_model": fields.get("model name", "unknown"), "vector_extensions": vector}
+
+
 def describe_devices(strategy: tf.distribute.Strategy, train: DictConfig) -> str:
     gpus = tf.config.list_physical_devices("GPU")
+    cpu = cpu_features()
+    cpu = f"{cpu['cpu_model']}, {' '.join(cpu['vector_extensions'])}" if cpu else "unknown CPU"
     where = f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "CPU only (no GPU visible)"
+    where += f"; CPU: {cpu}"
     replicas = strategy.num_replicas_in_sync
     return (
         f"devices: {where}; strategy {type(strategy).__name__} with {replicas} replica(s); "

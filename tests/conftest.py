@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The package sets TensorFlow's CPU allocator, which must happen before TensorFlow starts.
+import translator  # noqa: E402, F401
+
+# isort: split
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPU devices, so MirroredStrategy can be exercised without a GPU. This must happen

@@ -69,13 +69,17 @@ def test_cached_and_uncached_search_agree(trained_run, greedy, sentences):
 
 
 def test_n_best_lists_are_sorted(trained_run, sentences):
-    source, target = sentences
+    # Whether the run reproduces its training targets is test_evaluate's business (BLEU > 90):
+    # the exact sentences it gets right differ between CPUs, so no test here depends on them.
+    source, _ = sentences
     beam = Translator.from_run_dir(trained_run[0].run_dir, decode("decode=beam", "decode.n_best=3"))
     results = beam.translate_detailed(source[:4])
-    for result, reference in zip(results, target[:4], strict=True):
-        scores = [score for _, score in result.n_best]
-        assert len(result.n_best) == 3 and scores == sorted(scores, reverse=True)
-        assert result.text == result.n_best[0][0] == reference
+    single = Translator.from_run_dir(trained_run[0].run_dir, decode("decode=beam"))
+    for result, best in zip(results, single.translate_detailed(source[:4]), strict=True):
+        texts, scores = zip(*result.n_best, strict=True)
+        assert len(texts) == 3 and list(scores) == sorted(scores, reverse=True)
+        assert result.text == texts[0] == best.text
+        assert scores[0] == pytest.approx(best.score, abs=1e-4)
 
 
 def test_empty_unicode_and_overlong_inputs(greedy, capsys):
@@ -133,14 +137,15 @@ def script(name, *overrides, stdin=None):
     )  # fmt: skip
 
 
-def test_translate_script_file_to_file(trained_run, sentences, tmp_path):
-    source, target = sentences
+def test_translate_script_file_to_file(trained_run, greedy, sentences, tmp_path):
+    source, _ = sentences
     src = tmp_path / "src.de"
     src.write_text("\n".join([source[0], "", source[1]]) + "\n", encoding="utf-8")
     out = tmp_path / "hyp.en"
     done = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={src}", f"output={out}")
     assert done.returncode == 0, done.stderr.decode()[-1500:]
-    assert out.read_text(encoding="utf-8").split("\n") == [target[0], "", target[1], ""]
+    expected = greedy.translate([source[0], source[1]])  # the script's default decode is greedy
+    assert out.read_text(encoding="utf-8").split("\n") == [expected[0], "", expected[1], ""]
     assert b"translating" in done.stderr  # the progress bar
 
     out.write_text("keep me")
@@ -153,12 +158,13 @@ def test_translate_script_file_to_file(trained_run, sentences, tmp_path):
     )
 
 
-def test_translate_script_stdin_and_bad_inputs(trained_run, sentences, tmp_path):
-    source, target = sentences
+def test_translate_script_stdin_and_bad_inputs(trained_run, greedy, sentences, tmp_path):
+    source, _ = sentences
     piped = script("translate", f"run_dir={trained_run[0].run_dir}",
                    stdin=f"{source[2]}\n\n{source[3]}\n".encode())  # fmt: skip
     assert piped.returncode == 0, piped.stderr.decode()[-1500:]
-    assert piped.stdout.decode().split("\n") == [target[2], "", target[3], ""]
+    expected = greedy.translate([source[2], source[3]])
+    assert piped.stdout.decode().split("\n") == [expected[0], "", expected[1], ""]
 
     bad = tmp_path / "bad.de"
     bad.write_bytes(b"gut\n\xc3\x28 kaputt\n")

@@ -1,11 +1,14 @@
 """The package's CPU allocator setting: memory freed by one op is reused by the next."""
 
+import mmap
 import os
 import subprocess
 import sys
 import textwrap
 
 from translator.config import PROJECT_ROOT
+
+TENSOR_BYTES = 48 * 1024 * 1024 * 4  # the probe's float32 tensor, 192 MB
 
 # Page faults of an op that writes a fresh 192 MB tensor, once the first one has been freed.
 PROBE = textwrap.dedent("""\
@@ -35,8 +38,28 @@ def faults_per_op(allocator_setting: str | None) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def test_importing_the_package_selects_the_bfc_allocator_unless_overridden():
+    probe = "import os, translator; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"
+
+    def setting(env_value):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+        if env_value is not None:
+            env["TF_CPU_ALLOCATOR_USE_BFC"] = env_value
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, cwd=PROJECT_ROOT, capture_output=True,
+            text=True, check=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    assert setting(None) == "true"
+    assert setting("false") == "false"
+
+
 def test_importing_the_package_makes_tensorflow_reuse_freed_cpu_memory():
+    pages = TENSOR_BYTES / mmap.PAGESIZE
     reused = faults_per_op(None)  # the package's default
-    fresh = faults_per_op("false")  # glibc: every 192 MB block mapped and faulted in anew
-    print(f"page faults per 192 MB op: package default {reused:.0f}, glibc {fresh:.0f}")
-    assert fresh > 0 and reused < 0.01 * fresh
+    # In this single-threaded probe glibc also reused the block on later machines (and on CI),
+    # though not in the training steps measured for the setting, so its figure is only printed.
+    fresh = faults_per_op("false")
+    print(f"page faults per 192 MB op ({pages:.0f} pages): package {reused:.0f}, glibc {fresh:.0f}")
+    assert reused < 0.01 * pages

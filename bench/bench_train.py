@@ -1,10 +1,12 @@
 """Training throughput of the `tutorial` model on Multi30k, with and without length bucketing and
-XLA, against the machine's measured matmul peak.
+XLA (and optionally in mixed precision), against the machine's measured matmul peak.
 
     make bench-train
+    make bench-train ARGS="train_precision=[float32,mixed_bfloat16] train_xla=[false]"
 
 Prints one JSON object. Tokens are non-padding target tokens; FLOP/s is estimated as
-6 x parameters x tokens/s (forward + backward) and compared with an n x n float32 matmul.
+6 x parameters x tokens/s (forward + backward) and compared with an n x n matmul in the compute
+dtype of the setting (float32, or bfloat16 / float16 for the mixed policies).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hydra  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
@@ -24,16 +27,16 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from translator.config import CONFIG_DIR, load_config  # noqa: E402
 from translator.data import load_corpus, make_batches  # noqa: E402
 from translator.tokenizer import PAD_ID, train_tokenizers  # noqa: E402
-from translator.training.trainer import build_model  # noqa: E402
+from translator.training.trainer import PRECISIONS, build_model, set_precision  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_translate import check_output, emit, machine  # noqa: E402
 
 
-def matmul_peak(n: int, repeats: int = 10) -> float:
-    """FLOP/s of a float32 n x n matmul (best of `repeats`)."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+def matmul_peak(n: int, dtype: str = "float32", repeats: int = 10) -> float:
+    """FLOP/s of an n x n matmul in `dtype` (best of `repeats`)."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     matmul = tf.function(lambda x, y: tf.matmul(x, y))
     matmul(a, b).numpy()
     best = float("inf")
@@ -60,7 +63,9 @@ def shape_key(batch) -> tuple:
     return tuple(source.shape), tuple(target_in.shape)
 
 
-def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: bool, xla: bool):
+def run_setting(
+    cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: bool, xla: bool, precision: str
+):
     overrides = {"bucket": bucket}
     if xla:  # XLA compiles one program per shape: coarse buckets, each padded to its upper length
         overrides |= {"pad_to_bucket": True, "bucket_width": bench.xla_pad_multiple}
@@ -68,6 +73,7 @@ def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: 
     dataset = make_batches(corpus, tokenizers, data, training=True, seed=0).repeat()
     train_cfg = OmegaConf.merge(cfg, {"train": {"jit_compile": xla}})
     iterator = iter(dataset)
+    set_precision(precision)
     model = build_model(train_cfg, tokenizers, next(iterator))
     steps = bench.warmup_steps + bench.timed_steps
     batches = [next(iterator) for _ in range(steps)]
@@ -89,6 +95,7 @@ def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: 
     seconds = time.perf_counter() - start
     tokens_per_second = tokens / seconds
     return {
+        "precision": precision,
         "bucketing": bucket,
         "xla": xla,
         "steps_per_second": round(bench.timed_steps / seconds, 3),
@@ -101,7 +108,21 @@ def run_setting(cfg: DictConfig, bench: DictConfig, corpus, tokenizers, bucket: 
     }, model.count_params()
 
 
+def check_precisions(precisions) -> None:
+    """Refuse an unknown precision policy before any data is read."""
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise SystemExit(
+                f"error: train_precision: {precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
+
+
+def compute_dtype(precision: str) -> str:
+    return keras.mixed_precision.Policy(precision).compute_dtype
+
+
 def bench_train(bench: DictConfig) -> dict:
+    check_precisions(bench.train_precision)
     # The tutorial preset as it is: the experiment's model settings (shared embeddings) stay out.
     cfg = load_config("train", [f"experiment={bench.train_experiment}", "model=tutorial",
                                 "model.share_embeddings=false",
@@ -114,18 +135,25 @@ def bench_train(bench: DictConfig) -> dict:
     batches = int(bucketed.reduce(0, lambda n, _: n + 1))
     cfg.data.batch_size = max(1, round(len(corpus) / batches))
 
-    peak = matmul_peak(bench.matmul_size)
+    # float32 always (the headline peak), and the compute dtype of every mixed policy timed
+    dtypes = dict.fromkeys(["float32"] + [compute_dtype(p) for p in bench.train_precision])
+    peaks = {dtype: matmul_peak(bench.matmul_size, dtype) for dtype in dtypes}
     settings, parameters = [], 0
-    for bucket in (True, False):
-        for xla in bench.train_xla:
-            result, parameters = run_setting(cfg, bench, corpus, tokenizers, bucket, xla)
-            result["fraction_of_matmul_peak"] = round(
-                result["estimated_flops_per_second"] / peak, 4
-            )
-            result["estimated_flops_per_second"] = round(
-                result["estimated_flops_per_second"] / 1e9, 2
-            )
-            settings.append(result)
+    for precision in bench.train_precision:
+        peak = peaks[compute_dtype(precision)]
+        for bucket in (True, False):
+            for xla in bench.train_xla:
+                result, parameters = run_setting(
+                    cfg, bench, corpus, tokenizers, bucket, xla, precision
+                )
+                result["fraction_of_matmul_peak"] = round(
+                    result["estimated_flops_per_second"] / peak, 4
+                )
+                result["estimated_flops_per_second"] = round(
+                    result["estimated_flops_per_second"] / 1e9, 2
+                )
+                settings.append(result)
+    set_precision("float32")
     return {
         "benchmark": "train",
         "model": "tutorial",
@@ -136,7 +164,10 @@ def bench_train(bench: DictConfig) -> dict:
             "unbucketed_sentences": cfg.data.batch_size,
         },
         "timed_steps": bench.timed_steps,
-        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "matmul_peak_gflops": round(peaks["float32"] / 1e9, 1),
+        **{
+            f"matmul_peak_gflops_{d}": round(p / 1e9, 1) for d, p in peaks.items() if d != "float32"
+        },
         "flops_unit": "GFLOP/s",
         "settings": settings,
         "machine": machine(),

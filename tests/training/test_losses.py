@@ -11,6 +11,7 @@ from translator.training.losses import (
     MaskedCrossEntropy,
     fused_smoothed_cross_entropy,
     smoothed_cross_entropy,
+    symmetric_kl,
 )
 from translator.training.metrics import MaskedAccuracy
 from translator.training.schedules import (
@@ -192,3 +193,21 @@ def test_loss_gradient_through_a_model_matches_the_reference():
             value = fn(layer(x))
         grads.append(tape.gradient(value, layer.kernel).numpy())
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_symmetric_kl_by_hand_literal_value():
+    # p = (0.5, 0.5) and q = (0.9, 0.1) at the one real position; the padded position differs
+    # wildly and must count for nothing.
+    # KL(p || q) = 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1) = 0.510826
+    # KL(q || p) = 0.9 ln(0.9/0.5) + 0.1 ln(0.1/0.5) = 0.368064
+    a = np.log(np.array([[[0.5, 0.5], [0.99, 0.01]]], np.float32))
+    b = np.log(np.array([[[0.9, 0.1], [0.01, 0.99]]], np.float32))
+    y_true = np.array([[1, 0]])
+    assert float(symmetric_kl(y_true, a, b)) == pytest.approx(0.439445, abs=1e-5)
+    assert float(symmetric_kl(y_true, b, a)) == pytest.approx(0.439445, abs=1e-5)
+
+
+def test_symmetric_kl_is_zero_for_equal_distributions_and_ignores_shifts():
+    # Logits that differ by a constant per position give the same distribution.
+    assert float(symmetric_kl(Y_TRUE, LOGITS, LOGITS + 5.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(symmetric_kl(Y_TRUE, LOGITS, LOGITS[:, ::-1])) > 0.1

@@ -287,6 +287,26 @@ def test_bad_sampling_settings_are_refused_before_any_work(tmp_path, override, m
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("value", ["-1", "yes"])
+def test_bad_consistency_weight_is_refused_before_any_work(tmp_path, value):
+    with pytest.raises(TranslatorError, match=f"train.consistency=.*{value}.*: expected a number"):
+        train(tiny_run(tmp_path / "run", f"train.consistency={value}"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_r_drop_training_lowers_the_loss_and_changes_the_objective(tmp_path):
+    losses = {}
+    for consistency in (0, 1):
+        cfg = tiny_run(tmp_path / f"c{consistency}", "model.dropout=0.1", "train.epochs=2",
+                       "train.steps_per_epoch=10", f"train.consistency={consistency}")  # fmt: skip
+        train(cfg)
+        history = tmp_path / f"c{consistency}" / "history.jsonl"
+        losses[consistency] = [json.loads(line)["loss"] for line in open(history)]
+    assert losses[1][1] < losses[1][0]
+    # Same seed, data and weights: only the second pass and its KL term set the runs apart.
+    assert losses[1][0] != pytest.approx(losses[0][0], rel=1e-3)
+
+
 def test_shared_embeddings_train_with_a_shared_vocabulary(tmp_path):
     cfg = tiny_run(tmp_path / "run", "model.share_embeddings=true", "tokenizer.shared=true",
                    "train.epochs=2", "train.steps_per_epoch=10")  # fmt: skip

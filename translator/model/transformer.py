@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from translator.model.decoder import Decoder
 from translator.model.encoder import Encoder
 from translator.model.masks import padding_mask
+from translator.training.losses import symmetric_kl
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -42,6 +43,12 @@ class Transformer(keras.Model):
 
     Returns:
         Logits (B, T, V), float32 whatever the compute dtype.
+
+    Attributes:
+        consistency: R-Drop weight α (a training setting, not saved with the model). Above 0, each
+            training step runs the batch twice with different dropout and minimises the mean of
+            the two compiled losses plus α times their mean symmetric KL divergence per real
+            target token (`symmetric_kl`). Twice the compute per step.
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class Transformer(keras.Model):
         self.max_positions = max_positions
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        self.consistency = 0.0
         stack = dict(
             num_layers=num_layers,
             d_model=d_model,
@@ -125,6 +133,14 @@ class Transformer(keras.Model):
         memory, source_padding, _ = self.encode(source, training=training)
         logits, _, _ = self.decode(target_in, memory, source_padding, training=training)
         return logits
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        if not (training and self.consistency):
+            return loss
+        again = self(x, training=True)  # other dropout masks
+        loss_again = super().compute_loss(x, y, again, sample_weight, training=training)
+        return 0.5 * (loss + loss_again) + self.consistency * symmetric_kl(y, y_pred, again)
 
     def encode(self, source, training=None):
         """Source ids (B, S) -> (memory (B, S, D), source padding (B, S), encoder weights)."""

@@ -54,6 +54,27 @@ def fused_smoothed_cross_entropy(y_true, logits, eps: float):
     return tf.reshape(loss(tf.reshape(logits, [-1, vocab])), shape)
 
 
+def symmetric_kl(y_true, logits_a, logits_b, pad_id: int = PAD_ID):
+    """Mean over real target tokens of (KL(p_a || p_b) + KL(p_b || p_a)) / 2.
+
+    The consistency term of R-Drop (Liang et al., 2021): p_a and p_b are the model's next-token
+    distributions from two passes with different dropout. Summed, the two divergences are
+    Σ_v (p_a - p_b)(log p_a - log p_b). Positions where y == PAD count for nothing.
+
+    Args:
+        y_true: int (B, T), for the padding mask.
+        logits_a, logits_b: (B, T, V).
+
+    Returns:
+        Scalar, float32.
+    """
+    log_a = ops.log_softmax(ops.cast(logits_a, "float32"), axis=-1)
+    log_b = ops.log_softmax(ops.cast(logits_b, "float32"), axis=-1)
+    per_token = 0.5 * ops.sum((ops.exp(log_a) - ops.exp(log_b)) * (log_a - log_b), axis=-1)
+    real = ops.cast(ops.not_equal(y_true, pad_id), "float32")
+    return ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="translator")
 class MaskedCrossEntropy(keras.losses.Loss):
     """Mean label-smoothed cross-entropy over non-padding target tokens.

@@ -156,6 +156,11 @@ def prepare_tokenizers(cfg: DictConfig, run_dir: Path, train_corpus) -> Tokenize
 def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or anything written."""
     check_schedule(cfg.train)
+    weight = cfg.train.get("consistency") or 0.0
+    if isinstance(weight, bool) or not (isinstance(weight, int | float) and weight >= 0):
+        raise TranslatorError(
+            f"train.consistency={weight!r}: expected a number >= 0 (the R-Drop weight; 0: off)"
+        )
     nbest, alpha = cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha
     if not isinstance(nbest, int):
         raise TranslatorError(
@@ -179,6 +184,7 @@ def build_model(
         cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
     )
     model(example_batch[0])  # create the weights
+    model.consistency = float(cfg.train.get("consistency") or 0.0)
     if schedule is None:
         schedule = build_schedule(cfg.model.d_model, cfg.train)
     optimizer = keras.optimizers.Adam(

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import compose
 from translator.data import load_corpus, make_batches, padding_fraction
-from translator.data.pipeline import bucket_boundaries
-from translator.tokenizer import END_ID, PAD_ID, START_ID
+from translator.data.pipeline import bucket_boundaries, drop_source_tokens
+from translator.tokenizer import END_ID, PAD_ID, START_ID, UNK_ID
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,58 @@ def test_sampled_training_batches_resegment_the_same_sentences_every_pass(
     resegmented = np.mean([sorted(first[t]) != sorted(second[t]) for t in first])
     print(f"sentences segmented differently in the second pass: {resegmented:.2f}")
     assert resegmented > 0.5
+
+
+def test_source_dropout_hides_every_real_piece_at_rate_one():
+    source = np.array([[START_ID, 5, 6, 7, END_ID, PAD_ID], [START_ID, 8, UNK_ID, END_ID, 0, 0]])
+    target = np.array([[START_ID, 9, 10, END_ID], [START_ID, 11, END_ID, PAD_ID]])
+    pairs = tf.data.Dataset.from_tensors((source.astype(np.int32), target.astype(np.int32)))
+    dropped, kept = next(iter(drop_source_tokens(pairs, 1.0, seed=0)))
+    np.testing.assert_array_equal(dropped, [[2, 1, 1, 1, 3, 0], [2, 1, 1, 3, 0, 0]])
+    np.testing.assert_array_equal(kept, target)
+
+
+def test_source_dropout_rate_seed_and_passes(multi30k_tokenizers, valid):
+    noisy_cfg = compose("experiment=multi30k_de_en", "data.source_dropout=0.2").data
+    plain_cfg = compose("experiment=multi30k_de_en").data
+
+    def sources(data) -> list[np.ndarray]:
+        return [source for (source, _), _ in data.as_numpy_iterator()]
+
+    def batches(cfg, training: bool):
+        return make_batches(valid, multi30k_tokenizers, cfg, training=training, seed=1)
+
+    # Validation batches are left alone.
+    noisy, plain = sources(batches(noisy_cfg, False)), sources(batches(plain_cfg, False))
+    for a, b in zip(noisy, plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Training: the same sentences in the same order (seed 1), a fifth of the real pieces hidden.
+    first = sources(batches(noisy_cfg, True))
+    hidden = real = 0
+    for noisy_batch, plain_batch in zip(first, sources(batches(plain_cfg, True)), strict=True):
+        changed = noisy_batch != plain_batch
+        assert np.all(noisy_batch[changed] == UNK_ID)
+        assert not np.any(changed & (plain_batch <= END_ID))  # START, END, PAD and UNK stay
+        hidden += changed.sum()
+        real += (plain_batch > END_ID).sum()
+    print(f"source pieces hidden: {hidden / real:.4f} of {real}")
+    assert hidden / real == pytest.approx(0.2, abs=0.01)
+    # The same seed draws the same positions.
+    for a, b in zip(first, sources(batches(noisy_cfg, True)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_source_dropout_draws_anew_every_pass_and_repeats_with_its_seed():
+    source = np.tile(np.arange(4, 68, dtype=np.int32), (8, 1))  # 512 real pieces
+    pairs = tf.data.Dataset.from_tensors((source, source))
+
+    def hidden(dataset) -> np.ndarray:
+        (dropped, _) = next(iter(dataset))
+        return dropped.numpy() == UNK_ID
+
+    noisy = drop_source_tokens(pairs, 0.5, seed=7)
+    first, second = hidden(noisy), hidden(noisy)
+    assert 0.4 < first.mean() < 0.6 and 0.4 < second.mean() < 0.6
+    assert np.mean(first != second) > 0.3  # independent draws differ at about half the places
+    np.testing.assert_array_equal(first, hidden(drop_source_tokens(pairs, 0.5, seed=7)))
+    assert np.mean(first != hidden(drop_source_tokens(pairs, 0.5, seed=8))) > 0.3

@@ -294,6 +294,13 @@ def test_bad_consistency_weight_is_refused_before_any_work(tmp_path, value):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("value", ["-0.1", "1.0", "half"])
+def test_bad_source_dropout_is_refused_before_any_work(tmp_path, value):
+    with pytest.raises(TranslatorError, match=f"data.source_dropout=.*{value}.*: expected a rate"):
+        train(tiny_run(tmp_path / "run", f"data.source_dropout={value}"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_r_drop_training_lowers_the_loss_and_changes_the_objective(tmp_path):
     losses = {}
     for consistency in (0, 1):
@@ -305,6 +312,21 @@ def test_r_drop_training_lowers_the_loss_and_changes_the_objective(tmp_path):
     assert losses[1][1] < losses[1][0]
     # Same seed, data and weights: only the second pass and its KL term set the runs apart.
     assert losses[1][0] != pytest.approx(losses[0][0], rel=1e-3)
+
+
+def test_source_dropout_training_lowers_the_loss_on_other_inputs(tmp_path):
+    losses = {}
+    for rate in (0.0, 0.3):
+        cfg = tiny_run(tmp_path / f"r{rate}", "train.epochs=2", "train.steps_per_epoch=10",
+                       f"data.source_dropout={rate}")  # fmt: skip
+        train(cfg)
+        history = tmp_path / f"r{rate}" / "history.jsonl"
+        losses[rate] = [json.loads(line) for line in open(history)]
+    assert losses[0.3][1]["loss"] < losses[0.3][0]["loss"]
+    # Same seed, data and weights: only the hidden source pieces set the runs apart, and
+    # validation (no dropout) sees the other weights that training on them gave.
+    assert losses[0.3][0]["loss"] != pytest.approx(losses[0.0][0]["loss"], rel=1e-3)
+    assert losses[0.3][0]["val_loss"] != pytest.approx(losses[0.0][0]["val_loss"], rel=1e-4)
 
 
 def test_shared_embeddings_train_with_a_shared_vocabulary(tmp_path):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from translator.data.corpus import Corpus
-from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
+from translator.tokenizer import END_ID, PAD_ID, START_ID, UNK_ID, TokenizerPair
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -83,8 +83,9 @@ def make_batches(
         corpus: sentences of one split.
         tokenizers: the run's tokenizers; when they sample segmentations, every pass over the
             dataset sees new ones (and so, with bucketing, a batch count that varies a little).
-        data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size, ...).
-        training: shuffle (seeded) when True.
+        data: the `data` config (max_tokens, truncate, bucket, batch_tokens, batch_size,
+            source_dropout, ...).
+        training: shuffle (seeded) and apply `data.source_dropout` when True.
         seed: shuffle seed.
         replicas: devices the batches are split over; with more than one, every batch size is a
             multiple of it (partial batches lose at most replicas - 1 sentences), so each
@@ -121,8 +122,32 @@ def make_batches(
         dataset = dataset.map(lambda s, t: _even_rows(s, t, replicas)).filter(
             lambda s, t: tf.shape(s)[0] > 0
         )
+    rate = data.get("source_dropout") or 0.0
+    if training and rate > 0:
+        dataset = drop_source_tokens(dataset, rate, seed)
     dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def drop_source_tokens(dataset: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:
+    """Replace each source subword of (source, target) batches with UNK at `rate`.
+
+    Source-side token dropout (Sennrich & Zhang, 2019; Zhang et al., 2020): the encoder must
+    translate from partly hidden input, a regularizer that costs no extra computation. START,
+    END and padding are kept, so lengths and masks do not change. The draws are seeded and
+    differ on every pass over the dataset.
+    """
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def drop(batch_seed, pair):
+        source, target = pair  # (B, S), (B, T + 1)
+        draw = tf.random.stateless_uniform(
+            tf.shape(source), seed=tf.stack([tf.constant(seed, tf.int64), batch_seed])
+        )
+        dropped = tf.logical_and(draw < rate, source > END_ID)  # real pieces only
+        return tf.where(dropped, tf.constant(UNK_ID, source.dtype), source), target
+
+    return tf.data.Dataset.zip(draws, dataset).map(drop, num_parallel_calls=AUTOTUNE)
 
 
 def _even_rows(source, target, replicas: int):

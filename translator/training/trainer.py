@@ -161,6 +161,9 @@ def check_settings(cfg: DictConfig) -> None:
         raise TranslatorError(
             f"train.consistency={weight!r}: expected a number >= 0 (the R-Drop weight; 0: off)"
         )
+    rate = cfg.data.get("source_dropout") or 0.0
+    if isinstance(rate, bool) or not (isinstance(rate, int | float) and 0 <= rate < 1):
+        raise TranslatorError(f"data.source_dropout={rate!r}: expected a rate in [0, 1) (0: off)")
     nbest, alpha = cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha
     if not isinstance(nbest, int):
         raise TranslatorError(
@@ -290,6 +293,10 @@ def train(cfg: DictConfig) -> dict:
             "subword regularization: training segmentations sampled among the %s best (alpha %s)",
             "all" if cfg.tokenizer.sample_nbest_size < 0 else cfg.tokenizer.sample_nbest_size,
             cfg.tokenizer.sample_alpha,
+        )
+    if cfg.data.get("source_dropout"):
+        log.info(
+            "source dropout: training source pieces replaced by UNK at %s", cfg.data.source_dropout
         )
     train_data = make_batches(
         train_corpus, sampling, cfg.data, training=True, seed=cfg.seed, replicas=replicas

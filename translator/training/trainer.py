@@ -109,8 +109,26 @@ def cpu_features(cpuinfo: str | None = None) -> dict:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())  # the first processor's entry
     flags = set(fields.get("flags", "").split())
-    vector = sorted(f for f in flags if f in ("avx", "avx2", "fma") or f.startswith("avx512"))
+    vector = sorted(
+        f for f in flags if f in ("avx", "avx2", "fma") or f.startswith(("avx512", "amx"))
+    )
     return {"cpu_model": fields.get("model name", "unknown"), "vector_extensions": vector}
+
+
+def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
+    """A warning when mixed_bfloat16 trains on a CPU without bfloat16 instructions, else None.
+
+    Without avx512_bf16 or AMX the CPU has no bfloat16 arithmetic and the kernels emulate it, so
+    the policy that trains faster on the machines a config was tuned on may be slower there.
+    """
+    if precision != "mixed_bfloat16" or gpus or not cpu:
+        return None
+    if {"avx512_bf16", "amx_bf16"} & set(cpu["vector_extensions"]):
+        return None
+    return (
+        "train.precision=mixed_bfloat16 on a CPU without avx512_bf16 or amx_bf16: bfloat16 is "
+        "emulated here and may train slower than train.precision=float32"
+    )
 
 
 def describe_devices(strategy: tf.distribute.Strategy, train: DictConfig) -> str:
@@ -277,6 +295,9 @@ def train(cfg: DictConfig) -> dict:
     set_precision(cfg.train.precision)
     strategy = select_strategy(cfg.train)
     log.info(describe_devices(strategy, cfg.train))
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if warning := precision_warning(cfg.train.precision, cpu_features(), gpus):
+        log.warning(warning)
 
     # Data and tokenizers.
     train_corpus = load_corpus(cfg.data, "train")

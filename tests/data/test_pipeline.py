@@ -122,7 +122,9 @@ def test_source_dropout_hides_every_real_piece_at_rate_one():
     np.testing.assert_array_equal(kept, target)
 
 
-def test_source_dropout_hides_a_fifth_of_real_pieces_and_repeats_with_its_seed(multi30k_tokenizers, valid):
+def test_source_dropout_hides_a_fifth_of_pieces_and_repeats_with_its_seed(
+    multi30k_tokenizers, valid
+):
     noisy_cfg = compose("experiment=multi30k_de_en", "data.source_dropout=0.2").data
     plain_cfg = compose("experiment=multi30k_de_en").data
 

@@ -131,9 +131,9 @@ def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
     )
 
 
-def describe_devices(strategy: tf.distribute.Strategy, train: DictConfig) -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    cpu = cpu_features()
+def describe_devices(
+    strategy: tf.distribute.Strategy, train: DictConfig, gpus: list, cpu: dict
+) -> str:
     cpu = f"{cpu['cpu_model']}, {' '.join(cpu['vector_extensions'])}" if cpu else "unknown CPU"
     where = f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "CPU only (no GPU visible)"
     where += f"; CPU: {cpu}"
@@ -294,9 +294,9 @@ def train(cfg: DictConfig) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     set_precision(cfg.train.precision)
     strategy = select_strategy(cfg.train)
-    log.info(describe_devices(strategy, cfg.train))
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    if warning := precision_warning(cfg.train.precision, cpu_features(), gpus):
+    gpus, cpu = tf.config.list_physical_devices("GPU"), cpu_features()
+    log.info(describe_devices(strategy, cfg.train, gpus, cpu))
+    if warning := precision_warning(cfg.train.precision, cpu, len(gpus)):
         log.warning(warning)
 
     # Data and tokenizers.

@@ -72,6 +72,7 @@ def make_batches(
     training: bool,
     seed: int = 0,
     replicas: int = 1,
+    bidirectional: bool = False,
 ) -> tf.data.Dataset:
     """The batched dataset of one split.
 
@@ -90,6 +91,8 @@ def make_batches(
         replicas: devices the batches are split over; with more than one, every batch size is a
             multiple of it (partial batches lose at most replicas - 1 sentences), so each
             replica gets the same shape.
+        bidirectional: every pair also comes reversed, target -> source (bidirectional
+            training; both languages must share one vocabulary).
 
     Returns:
         Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
@@ -99,6 +102,8 @@ def make_batches(
         # Sampling tokenizers segment every pass anew (subword regularization): caching their
         # ids would freeze the first sample, so the text (already in memory) is retokenized.
         dataset = dataset.cache()
+    if bidirectional:
+        dataset = dataset.flat_map(_both_directions)
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
@@ -148,6 +153,11 @@ def drop_source_tokens(dataset: tf.data.Dataset, rate: float, seed: int) -> tf.d
         return tf.where(dropped, tf.constant(UNK_ID, source.dtype), source), target
 
     return tf.data.Dataset.zip(draws, dataset).map(drop, num_parallel_calls=AUTOTUNE)
+
+
+def _both_directions(source, target) -> tf.data.Dataset:
+    forward = tf.data.Dataset.from_tensors((source, target))
+    return forward.concatenate(tf.data.Dataset.from_tensors((target, source)))
 
 
 def _even_rows(source, target, replicas: int):

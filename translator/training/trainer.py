@@ -182,6 +182,15 @@ def check_settings(cfg: DictConfig) -> None:
     rate = cfg.data.get("source_dropout") or 0.0
     if isinstance(rate, bool) or not (isinstance(rate, int | float) and 0 <= rate < 1):
         raise TranslatorError(f"data.source_dropout={rate!r}: expected a rate in [0, 1) (0: off)")
+    steps = cfg.data.get("bidirectional_steps") or 0
+    if isinstance(steps, bool) or not (isinstance(steps, int) and steps >= 0):
+        raise TranslatorError(
+            f"data.bidirectional_steps={steps!r}: expected a whole number of steps >= 0 (0: off)"
+        )
+    if steps and not cfg.tokenizer.get("shared"):
+        raise TranslatorError(
+            "data.bidirectional_steps needs one vocabulary for both languages: add tokenizer=shared"
+        )
     nbest, alpha = cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha
     if not isinstance(nbest, int):
         raise TranslatorError(
@@ -334,6 +343,20 @@ def train(cfg: DictConfig) -> dict:
     # for tf.data's autotuning thread to wake from its sleep (up to a minute): 50-s stalls on
     # about half of the epochs of a Multi30k run.
     train_data = train_data.repeat()
+    if bidirectional := cfg.data.get("bidirectional_steps") or 0:
+        # Bidirectional training (Ding et al., 2021): the first steps also see every pair reversed,
+        # then the rest of the run trains on the task's direction alone.
+        left = max(0, bidirectional - resumed_epochs(run_dir) * steps_per_epoch)
+        both = make_batches(
+            train_corpus, sampling, cfg.data, True, cfg.seed, replicas, bidirectional=True
+        )
+        train_data = both.repeat().take(left).concatenate(train_data)
+        log.info(
+            "bidirectional training: steps 1-%d also on reversed pairs (%d left), then %s only",
+            bidirectional,
+            left,
+            f"{cfg.data.source}->{cfg.data.target}",
+        )
     log.info(describe_schedule(cfg.train, steps_per_epoch))
 
     # Model, optimizer and callbacks.
@@ -365,6 +388,14 @@ def train(cfg: DictConfig) -> dict:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("finished: %s", metrics)
     return metrics
+
+
+def resumed_epochs(run_dir: Path) -> int:
+    """Epochs an interrupted run of `run_dir` finished (0 for a new run)."""
+    metadata = run_dir / "backup" / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    return int(json.loads(metadata.read_text())["epoch"])
 
 
 def count_batches(dataset: tf.data.Dataset, split: str, data: DictConfig) -> int:

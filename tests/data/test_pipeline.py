@@ -1,3 +1,5 @@
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -168,3 +170,24 @@ def test_source_dropout_draws_anew_every_pass_and_repeats_with_its_seed():
     assert np.mean(first != second) > 0.3  # independent draws differ at about half the places
     np.testing.assert_array_equal(first, hidden(drop_source_tokens(pairs, 0.5, seed=7)))
     assert np.mean(first != hidden(drop_source_tokens(pairs, 0.5, seed=8))) > 0.3
+
+
+def test_bidirectional_batches_hold_every_pair_once_each_way(
+    multi30k_cfg, multi30k_tokenizers, valid
+):
+    def pairs(data) -> collections.Counter:
+        found = collections.Counter()
+        for (source, target_in), target_out in data.as_numpy_iterator():
+            target = np.concatenate([target_in[:, :1], target_out], axis=1)  # START y1 ... END
+            for s, t in zip(source, target, strict=True):
+                found[tuple(s[s != PAD_ID]), tuple(t[t != PAD_ID])] += 1
+        return found
+
+    forward = pairs(make_batches(valid, multi30k_tokenizers, multi30k_cfg.data, training=False))
+    both = pairs(
+        make_batches(
+            valid, multi30k_tokenizers, multi30k_cfg.data, training=True, seed=1, bidirectional=True
+        )
+    )
+    assert sum(forward.values()) == len(valid)
+    assert both == forward + collections.Counter({(t, s): n for (s, t), n in forward.items()})

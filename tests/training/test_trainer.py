@@ -18,7 +18,7 @@ from translator.errors import TranslatorError
 from translator.inference.translator import Translator, load_run, weights_path
 from translator.model.transformer import Transformer
 from translator.tokenizer import PAD_ID, TokenizerPair
-from translator.training.trainer import cpu_features, precision_warning, train
+from translator.training.trainer import cpu_features, precision_warning, resumed_epochs, train
 
 pytestmark = pytest.mark.slow
 
@@ -299,6 +299,47 @@ def test_bad_source_dropout_is_refused_before_any_work(tmp_path, value):
     with pytest.raises(TranslatorError, match=f"data.source_dropout=.*{value}.*: expected a rate"):
         train(tiny_run(tmp_path / "run", f"data.source_dropout={value}"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "yes"])
+def test_bad_bidirectional_steps_are_refused_before_any_work(tmp_path, value):
+    cfg = tiny_run(tmp_path / "run", "tokenizer.shared=true", f"data.bidirectional_steps={value}")
+    with pytest.raises(TranslatorError, match=f"data.bidirectional_steps=.*{value}.*: expected"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bidirectional_training_without_a_shared_vocabulary_is_refused(tmp_path):
+    with pytest.raises(TranslatorError, match="bidirectional_steps needs one vocabulary"):
+        train(tiny_run(tmp_path / "run", "data.bidirectional_steps=10"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_bidirectional_steps_come_first_then_one_pass_per_epoch(tmp_path):
+    cfg = tiny_run(tmp_path / "run", "tokenizer.shared=true", "data.batch_tokens=256",
+                   "train.epochs=3")  # fmt: skip
+    plain = train(cfg)
+    per_epoch = plain["optimizer_steps"] // 3
+    bidirectional = tiny_run(tmp_path / "bit", "tokenizer.shared=true", "data.batch_tokens=256",
+                             "train.epochs=3", f"data.bidirectional_steps={per_epoch}")  # fmt: skip
+    assert train(bidirectional)["optimizer_steps"] == 3 * per_epoch
+
+    def history(name):
+        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
+
+    # Epoch 1 drew its batches from the pairs and their reversals (other targets, other token
+    # counts); epochs 2-3 are whole passes over the de->en pairs, as in the run without it.
+    forward_tokens = history("run")[0]["tokens"]
+    assert [h["tokens"] for h in history("bit")][1:] == [forward_tokens] * 2
+    assert history("bit")[0]["tokens"] != forward_tokens
+    assert history("bit")[-1]["loss"] < history("bit")[0]["loss"]
+
+
+def test_resumed_epochs_read_the_backup_of_an_interrupted_run(tmp_path):
+    assert resumed_epochs(tmp_path) == 0
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 3}))
+    assert resumed_epochs(tmp_path) == 3
 
 
 def test_r_drop_training_lowers_the_loss_and_changes_the_objective(tmp_path):

@@ -348,7 +348,13 @@ def train(cfg: DictConfig) -> dict:
         # then the rest of the run trains on the task's direction alone.
         left = max(0, bidirectional - resumed_epochs(run_dir) * steps_per_epoch)
         both = make_batches(
-            train_corpus, sampling, cfg.data, True, cfg.seed, replicas, bidirectional=True
+            train_corpus,
+            sampling,
+            cfg.data,
+            training=True,
+            seed=cfg.seed,
+            replicas=replicas,
+            bidirectional=True,
         )
         train_data = both.repeat().take(left).concatenate(train_data)
         log.info(

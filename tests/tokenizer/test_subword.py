@@ -31,8 +31,8 @@ def test_multi30k_round_trip_and_vocab_build_time(multi30k_cfg):
     assert pair.source.vocab_size == pair.target.vocab_size == 8000
 
 
-def test_anki_round_trip():
-    cfg = compose("experiment=anki_es_en", "tokenizer.vocab_size=4000")
+def test_tatoeba_round_trip():
+    cfg = compose("experiment=tatoeba_es_en", "tokenizer.vocab_size=4000")
     train = load_corpus(cfg.data, "train")
     pair = train_tokenizers(train.source, train.target, cfg.tokenizer)
     valid = load_corpus(cfg.data, "validation")

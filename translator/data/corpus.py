@@ -1,12 +1,14 @@
-"""Parallel corpora: a folder of `{split}.{lang}` text files, or a TFDS translation dataset.
+"""Parallel corpora: a folder of `{split}.{lang}` text files (plain or gzip), or a TFDS dataset.
 
 Both give a `Corpus`: two aligned lists of source and target sentences for one split.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +53,7 @@ def load_corpus(data: DictConfig, split: str) -> Corpus:
     else:
         raise CorpusError(f"unknown data.kind {data.kind!r}: expected 'parallel_text' or 'tfds'")
     corpus = drop_empty_pairs(source, target, name)
-    if data.get("max_pairs"):
+    if data.max_pairs:
         corpus.source, corpus.target = (
             corpus.source[: data.max_pairs],
             corpus.target[: data.max_pairs],
@@ -68,10 +70,15 @@ def drop_empty_pairs(source: list[str], target: list[str], name: str) -> Corpus:
 
 
 def read_lines(path: Path) -> list[str]:
-    """Read a UTF-8 text file into stripped lines, naming the file and line of any bad byte."""
+    """Read a UTF-8 text file (gzip when its name ends in .gz) into stripped lines.
+
+    Errors name the file, and for a bad byte the line it is on.
+    """
     if not path.is_file():
         raise CorpusError(f"{path}: file not found")
     data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = _gunzip(path, data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -84,9 +91,27 @@ def read_lines(path: Path) -> list[str]:
     return [line.strip() for line in lines]
 
 
+def _gunzip(path: Path, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (EOFError, OSError, zlib.error) as error:
+        reason = "truncated" if isinstance(error, EOFError) else "not valid gzip"
+        raise CorpusError(f"{path}: {reason} ({error})") from None
+
+
+def corpus_file(folder: Path, split: str, lang: str) -> Path:
+    """`{folder}/{split}.{lang}`, or `{split}.{lang}.gz` when only the compressed file exists."""
+    plain = folder / f"{split}.{lang}"
+    packed = plain.with_name(plain.name + ".gz")
+    if plain.is_file() and packed.is_file():
+        raise CorpusError(f"{folder}: both {plain.name} and {packed.name} exist; keep one")
+    return packed if packed.is_file() else plain
+
+
 def read_parallel_text(folder: Path, split: str, source: str, target: str):
-    """Read `{folder}/{split}.{source}` and `{folder}/{split}.{target}`, checking alignment."""
-    source_path, target_path = folder / f"{split}.{source}", folder / f"{split}.{target}"
+    """Read the `split` files of languages `source` and `target` in `folder`, checking alignment."""
+    source_path = corpus_file(folder, split, source)
+    target_path = corpus_file(folder, split, target)
     source_lines, target_lines = read_lines(source_path), read_lines(target_path)
     if len(source_lines) != len(target_lines):
         raise CorpusError(
@@ -100,9 +125,9 @@ def read_tfds(data: DictConfig, split: str):
     """Read a TFDS translation dataset whose examples map language codes to sentences."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(data.tfds_name, data_dir=data.get("tfds_data_dir"))
+    builder = tfds.builder(data.tfds_name, data_dir=data.tfds_data_dir)
     if not builder.is_prepared():
-        if not _online(data.get("network_check_host")):
+        if not _online(data.network_check_host):
             raise DatasetUnavailableError(
                 f"TFDS dataset {data.tfds_name!r} is not prepared locally and cannot be downloaded "
                 "(no network); train on local files instead, e.g. `make train EXP=multi30k_de_en` "

@@ -15,10 +15,13 @@ EXP ?=
 RUN ?=
 TEXT ?=
 ARGS ?=
+VERBOSE ?=
 hydra_exp := $(if $(EXP),experiment=$(EXP),)
 hydra_run := $(if $(RUN),run_dir=$(RUN),)
 # TEXT reaches the config through the environment, so commas, quotes and '=' need no escaping.
 export TRANSLATOR_TEXT := $(TEXT)
+# VERBOSE=1 keeps TensorFlow's native start-up logs, which the scripts otherwise filter out.
+export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
@@ -55,28 +58,28 @@ format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix translator scripts tests bench
 	$(VENV)/bin/ruff format translator scripts tests bench
 
-train: $(STAMP) ## Train (default: TED pt->en from TFDS); EXP=multi30k_en_de for a local corpus
+train: $(STAMP) ## Train (default: Spanish->English on the shipped Tatoeba corpus, 30 min); EXP=multi30k_en_de
 	$(PY) scripts/train.py $(hydra_exp) $(ARGS)
 
-translate: $(STAMP) ## Translate: RUN=checkpoints/<run> TEXT="..." (or ARGS="input=F output=G")
+translate: $(STAMP) ## Translate TEXT="..." (or ARGS="input=F output=G") with the latest run, or RUN=checkpoints/<run>
 	$(PY) scripts/translate.py $(hydra_run) $(ARGS)
 
-evaluate: $(STAMP) ## Score BLEU/chrF of a run on its test split: RUN=checkpoints/<run>
+evaluate: $(STAMP) ## Score BLEU/chrF on the run's test split (latest run, or RUN=checkpoints/<run>)
 	$(PY) scripts/evaluate.py $(hydra_run) $(ARGS)
 
-plot: $(STAMP) ## Plot attention for one sentence: RUN=checkpoints/<run> TEXT="..."
+plot: $(STAMP) ## Plot attention for one sentence: TEXT="..." [RUN=checkpoints/<run>]
 	$(PY) scripts/plot_attention.py $(hydra_run) $(ARGS)
 
-export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out): RUN=checkpoints/<run>
+export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out) [RUN=checkpoints/<run>]
 	$(PY) scripts/export.py $(hydra_run) $(ARGS)
 
-bench: $(STAMP) ## Every benchmark in one JSON report: RUN=checkpoints/<run>
+bench: $(STAMP) ## Every benchmark in one JSON report [RUN=checkpoints/<run>]
 	$(PY) bench/bench_all.py $(hydra_run) $(ARGS)
 
 bench-train: $(STAMP) ## Training throughput benchmark (prints JSON)
 	$(PY) bench/bench_train.py $(ARGS)
 
-bench-translate: $(STAMP) ## Translation throughput benchmark: RUN=checkpoints/<run> (prints JSON)
+bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_translate.py $(hydra_run) $(ARGS)
 
 clean: ## Remove caches (keeps .venv and checkpoints)

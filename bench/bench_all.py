@@ -19,13 +19,14 @@ from bench_train import bench_train  # noqa: E402
 from bench_translate import bench_translate, check_output, emit  # noqa: E402
 
 from translator.config import CONFIG_DIR  # noqa: E402
+from translator.run_dir import locate  # noqa: E402
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if not cfg.run_dir:  # fail before the long training benchmark, not after it
-        raise SystemExit("error: give a trained run: make bench RUN=checkpoints/<run>")
     check_output(cfg.output)
+    # Find the run before the long training benchmark, so a missing one fails at once.
+    cfg.run_dir = str(locate(cfg.run_dir, cfg.paths.checkpoints))
     emit({"train": bench_train(cfg), "translate": bench_translate(cfg)}, cfg.output)
 
 

@@ -26,8 +26,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from translator.config import CONFIG_DIR, load_config  # noqa: E402
 from translator.data import load_corpus, make_batches  # noqa: E402
+from translator.runtime import PRECISIONS, set_precision  # noqa: E402
 from translator.tokenizer import PAD_ID, train_tokenizers  # noqa: E402
-from translator.training.trainer import PRECISIONS, build_model, set_precision  # noqa: E402
+from translator.training.trainer import build_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_translate import check_output, emit, machine  # noqa: E402

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from translator.config import CONFIG_DIR, load_config
+from translator.run_dir import RunDir, locate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +32,7 @@ MODES = {
 def machine() -> dict:
     import tensorflow as tf
 
-    from translator.training.trainer import cpu_features
+    from translator.runtime import cpu_features
 
     return {
         "cpu_count": os.cpu_count(),
@@ -42,11 +43,11 @@ def machine() -> dict:
     }
 
 
-def measure(run_dir: str, mode: str, sources: list[str]) -> dict:
+def measure(run: RunDir, mode: str, sources: list[str]) -> dict:
     from translator.inference.translator import Translator
 
-    decode = load_config("translate", [f"run_dir={run_dir}", *MODES[mode]]).decode
-    translator = Translator.from_run_dir(run_dir, decode)
+    decode = load_config("translate", MODES[mode]).decode
+    translator = Translator.from_run_dir(run, decode)
     translator.translate(sources[: decode.batch_size])  # trace the graph outside the timing
     start = time.perf_counter()
     outputs = translator.translate(sources)
@@ -65,18 +66,17 @@ def measure(run_dir: str, mode: str, sources: list[str]) -> dict:
 def bench_translate(cfg: DictConfig) -> dict:
     from translator.data import load_corpus
 
-    if not cfg.run_dir:
-        raise SystemExit("error: give a trained run: make bench-translate RUN=checkpoints/<run>")
-    run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
+    run = locate(cfg.run_dir, cfg.paths.checkpoints)
+    run_cfg = run.load_config()
     corpus = load_corpus(run_cfg.data, cfg.split)
     sources = corpus.source[: cfg.limit] if cfg.limit else corpus.source
     results = {}
     for mode in cfg.modes:
         subset = sources[: cfg.uncached_limit] if mode == "uncached_batch1" else sources
-        results[mode] = measure(cfg.run_dir, mode, subset)
+        results[mode] = measure(run, mode, subset)
     report = {
         "benchmark": "translate",
-        "run_dir": str(cfg.run_dir),
+        "run_dir": str(run),
         "dataset": f"{run_cfg.data.name}:{cfg.split}",
         "machine": machine(),
         "modes": results,

@@ -1,4 +1,4 @@
-"""Score a run with sacreBLEU: `python scripts/evaluate.py run_dir=checkpoints/RUN`."""
+"""Score a run with sacreBLEU: `python scripts/evaluate.py [run_dir=checkpoints/RUN]`."""
 
 import hydra
 from omegaconf import DictConfig

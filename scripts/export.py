@@ -1,4 +1,4 @@
-"""Export a run as a SavedModel: `python scripts/export.py run_dir=checkpoints/RUN`."""
+"""Export a run as a SavedModel: `python scripts/export.py [run_dir=checkpoints/RUN]`."""
 
 import hydra
 from omegaconf import DictConfig

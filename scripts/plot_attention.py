@@ -1,4 +1,4 @@
-"""Attention figures for one sentence: `python scripts/plot_attention.py run_dir=RUN text=...`."""
+"""Attention figures for one sentence: `python scripts/plot_attention.py text=... [run_dir=RUN]`."""
 
 import hydra
 from omegaconf import DictConfig

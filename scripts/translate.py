@@ -1,8 +1,8 @@
-"""Translate sentences with a trained run.
+"""Translate sentences with the latest finished run, or the one `run_dir=` names.
 
-python scripts/translate.py run_dir=checkpoints/RUN text="'A dog runs.'"
-python scripts/translate.py run_dir=checkpoints/RUN input=src.txt output=hyp.txt decode=beam
-echo "A dog runs." | python scripts/translate.py run_dir=checkpoints/RUN
+python scripts/translate.py text="'Tengo hambre.'"
+python scripts/translate.py run_dir=checkpoints/RUN input=src.txt output=hyp.txt decode=greedy
+echo "Hace frío." | python scripts/translate.py
 """
 
 import hydra

@@ -80,6 +80,7 @@ def tiny_run(run_dir, *overrides: str):
         "train.verbose=2",
         "train.average_last=0",
         "train.max_minutes=null",
+        "decode=greedy",  # the run's decode settings, which inference commands follow
         f"run_dir={run_dir}",
         *overrides,
     )

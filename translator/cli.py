@@ -6,7 +6,11 @@ import os
 import sys
 from collections.abc import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+from translator.native_logs import filter_native_stderr, verbose
+
+if not verbose():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence (before TensorFlow loads)
 
 from translator.errors import TranslatorError  # noqa: E402
 

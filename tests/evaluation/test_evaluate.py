@@ -17,11 +17,11 @@ def test_evaluate_writes_a_complete_report(trained_run, capsys):
     assert report["dataset"] == "multi30k_de_en-train" and report["sentences"] == 64
     assert set(report["scores"]) == set(report["signatures"]) == {"bleu", "bleu_lowercase", "chrf"}
     assert report["scores"]["bleu"] > 90 and report["scores"]["chrf"] > 90
-    assert report["decode"]["strategy"] == "beam" and report["decode"]["beam_size"] == 4
+    assert report["decode"]["strategy"] == "greedy"  # the run's own decode settings
     assert report["sentences_per_second"] > 0 and report["run_dir"] == str(cfg.run_dir)
     assert report["weights"] == "best"  # auto: the run wrote no averaged weights
     saved = json.loads(
-        (Path(cfg.run_dir) / "eval" / "multi30k_de_en-train.best.beam4-a0.6.json").read_text()
+        (Path(cfg.run_dir) / "eval" / "multi30k_de_en-train.best.greedy.json").read_text()
     )
     assert saved["scores"] == report["scores"]
     hypotheses = Path(report["hypotheses"]).read_text(encoding="utf-8").split("\n")

@@ -8,13 +8,15 @@ from translator.model.transformer import Transformer
 
 
 @pytest.mark.parametrize(
-    "norm_first,tie_embeddings", [(False, False), (True, False), (False, True)]
-)
-def test_cached_steps_equal_full_forward_pass(norm_first, tie_embeddings):
+    "norm_first,tie_embeddings,score",
+    [(False, False, "scaled_dot"), (True, False, "scaled_dot"), (False, True, "scaled_dot"),
+     (True, False, "dot"), (True, False, "additive")],
+)  # fmt: skip
+def test_cached_steps_equal_full_forward_pass(norm_first, tie_embeddings, score):
     keras.utils.set_random_seed(7)
     model = Transformer(
         50, 60, num_layers=2, d_model=32, num_heads=4, dff=64, dropout=0.0,
-        norm_first=norm_first, tie_embeddings=tie_embeddings,
+        norm_first=norm_first, tie_embeddings=tie_embeddings, attention_score=score,
     )  # fmt: skip
     rng = np.random.default_rng(0)
     source = rng.integers(4, 50, size=(3, 9)).astype(np.int32)

@@ -144,7 +144,7 @@ def test_translate_script_file_to_file(trained_run, greedy, sentences, tmp_path)
     out = tmp_path / "hyp.en"
     done = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={src}", f"output={out}")
     assert done.returncode == 0, done.stderr.decode()[-1500:]
-    expected = greedy.translate([source[0], source[1]])  # the script's default decode is greedy
+    expected = greedy.translate([source[0], source[1]])  # the run's decode settings: greedy
     assert out.read_text(encoding="utf-8").split("\n") == [expected[0], "", expected[1], ""]
     assert b"translating" in done.stderr  # the progress bar
 
@@ -203,4 +203,52 @@ def test_export_reloads_with_only_tensorflow_and_gives_the_same_strings(
                           env={**os.environ, "PYTHONPATH": ""})  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-1500:]
     assert json.loads(done.stdout.decode().strip().splitlines()[-1]) == greedy.translate(batch)
-    assert OmegaConf.select(cfg, "decode.strategy") == "greedy"
+
+
+def run_with_decode(trained_run, folder, **decode):
+    """A copy of the trained run whose config names other decode settings."""
+    shutil.copytree(trained_run[0].run_dir, folder)
+    config = OmegaConf.load(folder / "config.yaml")
+    config.decode = OmegaConf.merge(config.decode, decode)
+    OmegaConf.save(config, folder / "config.yaml")
+    return folder
+
+
+def test_commands_decode_as_the_run_says_unless_told_otherwise(trained_run, tmp_path):
+    run = run_with_decode(trained_run, tmp_path / "beam_run", strategy="beam", beam_size=3,
+                          length_penalty=0.8, n_best=2)  # fmt: skip
+
+    def settings(*overrides):
+        cfg = load_config("translate", [f"run_dir={run}", *overrides])
+        return OmegaConf.to_container(Translator.from_command(cfg).decode)
+
+    own = settings()
+    assert (own["strategy"], own["beam_size"], own["length_penalty"], own["n_best"]) == (
+        "beam", 3, 0.8, 2)  # fmt: skip
+    assert own["max_length_b"] == trained_run[0].decode.max_length_b
+    one_key = settings("decode.beam_size=6")
+    assert (one_key["strategy"], one_key["beam_size"], one_key["length_penalty"]) == (
+        "beam",
+        6,
+        0.8,
+    )
+    preset = settings("decode=greedy")
+    assert preset == OmegaConf.to_container(load_config("translate", ["decode=greedy"]).decode)
+
+
+def test_decode_settings_fill_keys_an_older_run_lacks():
+    from translator.inference.translator import decode_settings
+
+    old = OmegaConf.create({"strategy": "beam", "beam_size": 4, "length_penalty": 0.6})
+    merged = decode_settings(old, OmegaConf.create({"beam_size": None, "batch_size": 8}))
+    assert (merged.strategy, merged.beam_size, merged.batch_size) == ("beam", 4, 8)
+    assert merged.use_cache is True and merged.max_length_a == 1.5  # from decode/greedy.yaml
+
+
+def test_export_uses_the_runs_decode_settings(trained_run, tmp_path):
+    from translator.inference.export import export
+
+    run = run_with_decode(trained_run, tmp_path / "beam_run", strategy="beam", beam_size=2)
+    result = export(load_config("export", [f"run_dir={run}"]))
+    assert (result["decode"]["strategy"], result["decode"]["beam_size"]) == ("beam", 2)
+    assert (run / "export" / "saved_model.pb").exists()

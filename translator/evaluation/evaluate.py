@@ -15,7 +15,8 @@ from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
 from translator.evaluation.scoring import score
-from translator.inference.translator import Translator, weights_path
+from translator.inference.translator import Translator
+from translator.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
 
 def evaluate(cfg: DictConfig) -> dict:
     """Translate, score with sacreBLEU, and write hypotheses and a JSON report into the run dir."""
-    translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
-    weights = weights_path(Path(cfg.run_dir), cfg.weights).name.removesuffix(".weights.h5")
-    run_cfg = OmegaConf.load(Path(cfg.run_dir) / "config.yaml")
-    name, sources, references = test_set(cfg, run_cfg)
+    translator = Translator.from_command(cfg)
+    run, decode = translator.run, translator.decode
+    weights = run.weights_kind(translator.weights_file)
+    name, sources, references = test_set(cfg, translator.run_config)
 
     start = time.perf_counter()
     with tqdm(total=len(sources), unit="sent", desc=f"translating {name}", file=sys.stderr) as bar:
@@ -57,26 +58,26 @@ def evaluate(cfg: DictConfig) -> dict:
     seconds = time.perf_counter() - start
     scores = score(hypotheses, references)
 
-    out_dir = Path(cfg.run_dir) / "eval"
+    out_dir = run.eval_dir
     out_dir.mkdir(exist_ok=True)
-    stem = f"{name}.{weights}.{decode_name(cfg.decode)}"
+    stem = f"{name}.{weights}.{decode_name(decode)}"
     hyp_path = out_dir / f"{stem}.hyp"
-    hyp_path.write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    write_atomic(hyp_path, "\n".join(hypotheses) + "\n")
     report = {
-        "run_dir": str(cfg.run_dir),
+        "run_dir": str(run),
         "dataset": name,
         "sentences": len(sources),
         "scores": {k: v["score"] for k, v in scores.items()},
         "signatures": {k: v["signature"] for k, v in scores.items()},
         "details": {k: v["details"] for k, v in scores.items()},
-        "decode": OmegaConf.to_container(cfg.decode, resolve=True),
+        "decode": OmegaConf.to_container(decode, resolve=True),
         "weights": weights,
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(sources) / seconds, 2) if seconds else None,
         "hypotheses": str(hyp_path),
     }
     report_path = out_dir / f"{stem}.json"
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(report_path, json.dumps(report, indent=2, ensure_ascii=False))
     print_table(report, report_path)
     return report
 

@@ -18,8 +18,8 @@ from translator.inference.translator import Translation, Translator
 log = logging.getLogger(__name__)
 
 
-def format_translation(index: int, translation: Translation, n_best: bool) -> str:
-    if not n_best:
+def format_translation(index: int, translation: Translation, all_hypotheses: bool) -> str:
+    if not all_hypotheses:
         return translation.text
     if not translation.n_best:
         return f"{index} ||| ||| 0.0000"
@@ -45,7 +45,7 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     with tqdm(total=len(source), unit="sent", desc="translating", file=sys.stderr) as bar:
         results = translator.translate_detailed(source, progress=bar.update)
     seconds = time.perf_counter() - start
-    lines = [format_translation(i, r, cfg.n_best) for i, r in enumerate(results)]
+    lines = [format_translation(i, r, cfg.print_n_best) for i, r in enumerate(results)]
     text = "\n".join(lines) + "\n" if lines else ""
     if output:
         partial = output.with_name(output.name + ".partial")
@@ -66,7 +66,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
     def flush():
         nonlocal count
         for result in translator.translate_detailed(batch):
-            print(format_translation(count, result, cfg.n_best), flush=True)
+            print(format_translation(count, result, cfg.print_n_best), flush=True)
             count += 1
         batch.clear()
 
@@ -80,10 +80,10 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
 
 def translate(cfg: DictConfig) -> dict:
     """Translate `cfg.text`, the file `cfg.input`, or standard input with the run `cfg.run_dir`."""
-    translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
+    translator = Translator.from_command(cfg)
     if cfg.text:
         result = translator.translate_detailed([cfg.text])[0]
-        print(format_translation(0, result, cfg.n_best))
+        print(format_translation(0, result, cfg.print_n_best))
         return {"sentences": 1, "translation": result.text}
     if cfg.input:
         return translate_file(translator, cfg)

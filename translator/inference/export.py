@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import tensorflow as tf
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from translator.errors import TranslatorError
 from translator.inference.translator import Translator
@@ -47,8 +47,8 @@ class ExportedTranslator(tf.Module):
 
 def export(cfg: DictConfig) -> dict:
     """Write the SavedModel of `cfg.run_dir` to `cfg.export_dir` (default: run_dir/export)."""
-    translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
-    target = Path(cfg.export_dir or Path(cfg.run_dir) / "export")
+    translator = Translator.from_command(cfg)
+    target = Path(cfg.export_dir or translator.run.export_dir)
     if target.exists():
         if not cfg.overwrite:
             raise TranslatorError(f"{target} exists; pass overwrite=true to replace it")
@@ -57,5 +57,11 @@ def export(cfg: DictConfig) -> dict:
     tf.saved_model.save(
         module, str(target), signatures={"serving_default": module.serve.get_concrete_function()}
     )
-    print(f"wrote SavedModel to {target}")
-    return {"export_dir": str(target), "decode": cfg.decode.strategy}
+    print(f"wrote SavedModel to {target} ({describe_decode(translator.decode)})")
+    return {"export_dir": str(target), "decode": OmegaConf.to_container(translator.decode)}
+
+
+def describe_decode(decode: DictConfig) -> str:
+    if decode.strategy == "greedy":
+        return "greedy search"
+    return f"beam search, beam {decode.beam_size}, length penalty {decode.length_penalty:g}"

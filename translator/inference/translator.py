@@ -11,7 +11,6 @@ Dimension letters: B batch, S source length, N n-best, L output length.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -22,14 +21,16 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from translator.errors import RunDirError, TranslatorError
+from translator.config import CONFIG_DIR, DecodeConfig
+from translator.errors import TranslatorError
 from translator.inference.decoding import beam_search, greedy_search
 from translator.model.transformer import Transformer
+from translator.run_dir import RunDir, locate
 from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "model.json", "tokenizer/source.model", "tokenizer/target.model")
+DECODE_DEFAULTS = CONFIG_DIR / "decode" / "greedy.yaml"
 
 
 @dataclass
@@ -47,47 +48,37 @@ class Translation:
     truncated: bool = False
 
 
-def weights_path(run_dir: Path, which: str = "auto") -> Path:
-    """`best` (lowest validation loss; falls back to last), `last` (latest epoch), `averaged`
-    (mean of the last epochs, see train.average_last), or `auto`: averaged when the run wrote it,
-    else best."""
-    choices = {
-        "auto": ["averaged.weights.h5", "best.weights.h5", "last.weights.h5"],
-        "best": ["best.weights.h5", "last.weights.h5"],
-        "last": ["last.weights.h5"],
-        "averaged": ["averaged.weights.h5"],
-    }
-    if which not in choices:
-        raise RunDirError(f"weights={which!r}: expected auto, best, last or averaged")
-    names = choices[which]
-    for name in names:
-        if (run_dir / name).exists():
-            return run_dir / name
-    raise RunDirError(
-        f"{run_dir}: incomplete run directory, no {' or '.join(names)} "
-        "(did training finish an epoch?)"
-    )
-
-
 def load_run(
-    run_dir: str | Path, weights: str = "auto"
-) -> tuple[DictConfig, Transformer, TokenizerPair]:
-    """The resolved config, the model with its weights, and the tokenizers of a run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: run directory not found")
-    missing = [name for name in RUN_FILES if not (run_dir / name).exists()]
-    if missing:
-        raise RunDirError(f"{run_dir}: incomplete run directory, missing {', '.join(missing)}")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    tokenizers = TokenizerPair.load(run_dir / "tokenizer")
-    settings = json.loads((run_dir / "model.json").read_text())
+    run: RunDir, weights: str = "auto"
+) -> tuple[DictConfig, Transformer, TokenizerPair, Path]:
+    """The resolved config, the model with its weights, the tokenizers and the weights file of a
+    run directory (`weights`: see `RunDir.choose_weights`)."""
+    run.check_complete()
+    weights_file = run.choose_weights(weights)
+    cfg = run.load_config()
+    tokenizers = TokenizerPair.load(run.tokenizer_dir)
+    settings = run.load_model_settings()
     settings.pop("dtype", None)  # inference runs in float32 whatever the training precision
     model = Transformer.from_config(settings)
     dummy = np.full((1, 2), START_ID, np.int32)
     model((dummy, dummy))  # create the weights before loading them
-    model.load_weights(weights_path(run_dir, weights))
-    return cfg, model, tokenizers
+    model.load_weights(weights_file)
+    return cfg, model, tokenizers, weights_file
+
+
+def decode_settings(run_decode: DictConfig | None, requested: DictConfig | None) -> DictConfig:
+    """The run's own decode settings, with every key `requested` sets (not null) taking precedence.
+
+    Settings a run's config lacks (runs older than the key) come from `decode/greedy.yaml`.
+    """
+    chosen = {k: v for k, v in (requested or {}).items() if v is not None}
+    merged = OmegaConf.merge(OmegaConf.load(DECODE_DEFAULTS), run_decode or {}, chosen)
+    merged.pop("defaults", None)
+    try:
+        DecodeConfig(**OmegaConf.to_container(merged))  # the schema's checks, on what is used
+    except (TypeError, ValueError) as error:
+        raise TranslatorError(str(error)) from None
+    return merged
 
 
 class Translator:
@@ -108,6 +99,9 @@ class Translator:
         self.tokenizers = tokenizers
         self.decode = decode
         self.max_tokens = max_tokens
+        self.run: RunDir | None = None  # what from_run_dir loaded: the run, its config, weights
+        self.run_config: DictConfig | None = None
+        self.weights_file: Path | None = None
         if decode.strategy not in ("greedy", "beam"):
             raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
         self._search = tf.function(
@@ -118,11 +112,22 @@ class Translator:
 
     @classmethod
     def from_run_dir(
-        cls, run_dir: str | Path, decode: DictConfig | None = None, weights: str = "auto"
+        cls, run_dir: str | Path | RunDir, decode: DictConfig | None = None, weights: str = "auto"
     ) -> Translator:
-        """Load a run directory; `decode` defaults to the run's own decode settings."""
-        cfg, model, tokenizers = load_run(run_dir, weights)
-        return cls(model, tokenizers, decode or cfg.decode, cfg.data.max_tokens)
+        """Load a run directory, decoding with its own settings and any `decode` keys given."""
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        cfg, model, tokenizers, weights_file = load_run(run, weights)
+        settings = decode_settings(cfg.get("decode"), decode)
+        translator = cls(model, tokenizers, settings, cfg.data.max_tokens)
+        translator.run, translator.run_config, translator.weights_file = run, cfg, weights_file
+        return translator
+
+    @classmethod
+    def from_command(cls, cfg: DictConfig) -> Translator:
+        """The translator an inference command's config asks for: its `run_dir` (when null, the
+        latest finished run under `paths.checkpoints`), `weights` and `decode` settings."""
+        run = locate(cfg.run_dir, cfg.paths.checkpoints)
+        return cls.from_run_dir(run, cfg.decode, cfg.weights)
 
     # In-graph pieces (also used by the SavedModel export).
     def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:
@@ -143,7 +148,7 @@ class Translator:
         batch = tf.shape(source_ids)[0]
         max_length = self.max_output_length(source_ids)
         memory, source_padding, _ = self.model.encode(source_ids)
-        if self.decode.get("use_cache", True):
+        if self.decode.use_cache:
             state = (self.model.init_cache(memory, max_length), source_padding)
             next_logits = self._cached_next_logits
         else:

@@ -27,11 +27,11 @@ def plot(cfg: DictConfig) -> dict:
         raise TranslatorError(
             f"kinds={list(cfg.kinds)}: unknown {unknown}; choose from {list(KINDS)}"
         )
-    translator = Translator.from_run_dir(cfg.run_dir, cfg.decode, cfg.weights)
+    translator = Translator.from_command(cfg)
     translation = translator.translate_detailed([cfg.text], attention=True)[0]
     if translation.attention is None:
         raise TranslatorError("the sentence is empty: nothing to plot")
-    out_dir = Path(cfg.output_dir or Path(cfg.run_dir) / "plots")
+    out_dir = Path(cfg.output_dir or translator.run.plots_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = slug(cfg.text)
     layers = len(translation.attention["cross"])

@@ -1,0 +1,66 @@
+"""The run directory: the run inference picks when none is given, and how files are written."""
+
+import os
+
+import pytest
+
+from translator.errors import RunDirError
+from translator.run_dir import RunDir, latest_finished, locate, write_atomic
+
+
+def fake_run(checkpoints, name, mtime, finished=True, backup=False):
+    run = RunDir(checkpoints / name)
+    run.path.mkdir(parents=True)
+    if finished:
+        run.save_metrics({"epochs": 1})
+        os.utime(run.metrics_file, (mtime, mtime))
+    if backup:
+        run.backup_dir.mkdir()
+    return run
+
+
+def test_latest_finished_skips_runs_in_progress_and_interrupted(tmp_path):
+    fake_run(tmp_path, "old", mtime=1_000)
+    newest = fake_run(tmp_path, "newest", mtime=3_000)
+    fake_run(tmp_path, "training", mtime=0, finished=False)  # no metrics.json yet
+    fake_run(tmp_path, "interrupted", mtime=5_000, backup=True)  # resumable, not finished
+    (tmp_path / "README.md").write_text("not a run")
+    assert latest_finished(tmp_path) == newest
+
+
+def test_locate_says_which_run_it_chose_in_one_line(tmp_path, capsys):
+    run = fake_run(tmp_path, "only", mtime=2_000)
+    assert locate(None, tmp_path) == run
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"using the latest finished run: {run.path}")
+    assert locate(str(tmp_path / "given"), tmp_path) == RunDir(tmp_path / "given")  # no search
+    assert capsys.readouterr().err == ""
+
+
+def test_no_finished_run_is_one_line_naming_the_folder(tmp_path):
+    fake_run(tmp_path, "training", mtime=0, finished=False)
+    with pytest.raises(RunDirError, match=f"no finished run under {tmp_path}") as error:
+        locate(None, tmp_path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(RunDirError, match="no finished run"):
+        locate("", tmp_path / "missing")
+
+
+def test_write_atomic_replaces_only_with_a_complete_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_atomic(path, "old")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+
+
+def test_choose_weights_refuses_an_unknown_choice(tmp_path):
+    with pytest.raises(
+        RunDirError, match="weights='newest': expected auto, best, last or averaged"
+    ):
+        RunDir(tmp_path).choose_weights("newest")

@@ -1,0 +1,215 @@
+"""The run directory: what a training run leaves behind and everything inference reads.
+
+One folder per run (`checkpoints/<run_name>` by default):
+
+    config.yaml          the resolved config (data, tokenizer, model, train and decode settings)
+    tokenizer/           the source and target SentencePiece models (`TokenizerPair.save`)
+    model.json           the Transformer's constructor arguments
+    last.weights.h5      weights after the latest epoch
+    best.weights.h5      weights with the lowest validation loss
+    averaged.weights.h5  mean of the last `train.average_last` epochs (when set)
+    epochs/              the weights of those epochs
+    backup/              Keras BackupAndRestore state, for resuming; removed when the run ends
+    logs/                TensorBoard
+    history.jsonl        one line of metrics per epoch
+    metrics.json         final figures, written when training ends
+    eval/ plots/ export/ what `evaluate`, `plot` and `export` write
+
+A run is finished when it has metrics.json and no backup/. Only this module spells these names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from translator.errors import RunDirError
+
+WEIGHTS = {
+    "best": "best.weights.h5",
+    "last": "last.weights.h5",
+    "averaged": "averaged.weights.h5",
+}
+# `weights=` choices, each a list of files tried in order.
+WEIGHT_CHOICES = {
+    "auto": ["averaged", "best", "last"],
+    "best": ["best", "last"],
+    "last": ["last"],
+    "averaged": ["averaged"],
+}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and readers/writers of one run directory."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # Paths.
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.json"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def epochs_dir(self) -> Path:
+        return self.path / "epochs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    def weights_file(self, kind: str) -> Path:
+        """`best`, `last` or `averaged` weights."""
+        return self.path / WEIGHTS[kind]
+
+    @staticmethod
+    def weights_kind(path: Path) -> str:
+        """`best`, `last` or `averaged`: which weights a file of `weights_file` holds."""
+        return Path(path).name.removesuffix(".weights.h5")
+
+    def epoch_weights_file(self, epoch: int) -> Path:
+        return self.epochs_dir / f"epoch_{epoch:04d}.weights.h5"
+
+    def epoch_weights_files(self) -> list[Path]:
+        """The kept per-epoch weights, oldest first."""
+        return sorted(self.epochs_dir.glob("epoch_*.weights.h5"))
+
+    # State.
+    def is_finished(self) -> bool:
+        return self.metrics_file.exists() and not self.backup_dir.exists()
+
+    def resumed_epochs(self) -> int:
+        """Epochs an interrupted run finished (0 for a new run)."""
+        metadata = self.backup_dir / "training_metadata.json"
+        if not metadata.exists():
+            return 0
+        return int(json.loads(metadata.read_text())["epoch"])
+
+    def choose_weights(self, which: str = "auto") -> Path:
+        """`best` (lowest validation loss; falls back to last), `last`, `averaged`, or `auto`:
+        averaged when the run wrote it, else best."""
+        if which not in WEIGHT_CHOICES:
+            raise RunDirError(f"weights={which!r}: expected auto, best, last or averaged")
+        names = [WEIGHTS[kind] for kind in WEIGHT_CHOICES[which]]
+        for name in names:
+            if (self.path / name).exists():
+                return self.path / name
+        raise RunDirError(
+            f"{self.path}: incomplete run directory, no {' or '.join(names)} "
+            "(did training finish an epoch?)"
+        )
+
+    def check_complete(self) -> None:
+        """Everything inference needs besides the weights, or a RunDirError naming what is not."""
+        if not self.path.is_dir():
+            raise RunDirError(f"{self.path}: run directory not found")
+        from translator.tokenizer import TokenizerPair  # TensorFlow: only when it is needed
+
+        missing = [p for p in (self.config_file, self.model_file) if not p.exists()]
+        missing += TokenizerPair.missing_files(self.tokenizer_dir)
+        missing = [str(p.relative_to(self.path)) for p in missing]
+        if missing:
+            raise RunDirError(
+                f"{self.path}: incomplete run directory, missing {', '.join(missing)}"
+            )
+
+    # Reading and writing.
+    def load_config(self) -> DictConfig:
+        return OmegaConf.load(self.config_file)
+
+    def save_config(self, cfg: DictConfig) -> None:
+        """The fully resolved config, so inference needs nothing but this folder."""
+        write_atomic(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
+
+    def load_model_settings(self) -> dict:
+        return json.loads(self.model_file.read_text())
+
+    def save_model_settings(self, settings: dict) -> None:
+        write_atomic(self.model_file, json.dumps(settings, indent=2))
+
+    def save_metrics(self, metrics: dict) -> None:
+        write_atomic(self.metrics_file, json.dumps(metrics, indent=2))
+
+    def append_history(self, record: dict) -> None:
+        with self.history_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def save_weights_atomic(model, path: Path) -> None:
+    """`model.save_weights(path)` through a temporary file, so `path` is never half written."""
+    partial = path.with_name(path.name.removesuffix(".weights.h5") + ".partial.weights.h5")
+    model.save_weights(str(partial))
+    os.replace(partial, path)
+
+
+def latest_finished(checkpoints: Path) -> RunDir:
+    """The most recently finished run under `checkpoints` (runs in progress are skipped)."""
+    runs = [RunDir(p) for p in Path(checkpoints).glob("*") if p.is_dir()]
+    finished = [run for run in runs if run.is_finished()]
+    if not finished:
+        raise RunDirError(
+            f"no finished run under {checkpoints}: train one with `make train`, "
+            "or give one with RUN=checkpoints/<run> (run_dir=...)"
+        )
+    return max(finished, key=lambda run: run.metrics_file.stat().st_mtime)
+
+
+def locate(run_dir: str | Path | None, checkpoints: str | Path) -> RunDir:
+    """The run `run_dir` names, or, when it is empty, the latest finished one (said on stderr)."""
+    if run_dir:
+        return RunDir(Path(run_dir))
+    run = latest_finished(Path(checkpoints))
+    finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.metrics_file.stat().st_mtime))
+    print(f"using the latest finished run: {run} (finished {finished})", file=sys.stderr)
+    return run

@@ -1,16 +1,28 @@
-"""Hydra configuration helpers.
+"""Hydra configuration: typed schemas of the config groups, and composing configs from `configs/`.
 
-The configs live in `configs/` at the project root. `${project_root:}` resolves to that root, so
-paths such as `${paths.root}/../shared/data` work whatever the working directory.
+Each group's YAML files (`configs/<group>/`) hold the default values with a comment on what each
+does; the dataclasses below are their schemas, registered in Hydra's ConfigStore as `<group>/schema`
+and named first in the defaults list of the group's base file. Hydra therefore refuses an unknown
+key or a value of the wrong type when it composes a config, naming the key, and `validate(cfg)`
+checks ranges and choices (each schema's `__post_init__`) before a command does any work.
+
+`${project_root:}` resolves to the project root, so paths such as `${paths.root}/data` work
+whatever the working directory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from translator.errors import TranslatorError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -19,14 +31,236 @@ if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
 
 
+def _refuse(key: str, value, expected: str) -> None:
+    raise ValueError(f"{key}={value!r}: expected {expected}")
+
+
+def _number(key: str, value, low: float, high: float | None = None, closed: bool = True) -> None:
+    """`value` in [low, high) (or [low, high] when closed), else an error naming `key`."""
+    above = value >= low
+    below = high is None or (value <= high if closed else value < high)
+    if isinstance(value, bool) or not (above and below):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}{']' if closed else ')'}"
+        _refuse(key, value, f"a number {bounds}")
+
+
+@dataclass
+class DataConfig:
+    """A corpus (`kind`: parallel_text or tfds) and how it is batched."""
+
+    name: str = MISSING
+    kind: str = MISSING
+    source: str = MISSING
+    target: str = MISSING
+    splits: dict[str, str] = MISSING
+    path: str | None = None
+    tfds_name: str | None = None
+    tfds_data_dir: str | None = None
+    network_check_host: str | None = None
+    max_tokens: int = MISSING
+    truncate: bool = MISSING
+    bucket: bool = MISSING
+    bucket_width: int = MISSING
+    pad_to_bucket: bool = MISSING
+    batch_tokens: int = MISSING
+    batch_size: int = MISSING
+    shuffle_buffer: int = MISSING
+    cache: bool = MISSING
+    source_dropout: float = MISSING
+    bidirectional_steps: int = MISSING
+    max_pairs: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("parallel_text", "tfds"):
+            _refuse("data.kind", self.kind, "parallel_text or tfds")
+        _number("data.source_dropout", self.source_dropout, 0, 1, closed=False)
+        _number("data.bidirectional_steps", self.bidirectional_steps, 0)
+        _number("data.max_tokens", self.max_tokens, 3)
+        for key in ("bucket_width", "batch_tokens", "batch_size", "shuffle_buffer"):
+            _number(f"data.{key}", getattr(self, key), 1)
+        if self.max_pairs is not None:
+            _number("data.max_pairs", self.max_pairs, 1)
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece vocabularies."""
+
+    kind: str = MISSING
+    model_type: str = MISSING
+    vocab_size: int = MISSING
+    shared: bool = MISSING
+    lowercase: bool = MISSING
+    character_coverage: float = MISSING
+    byte_fallback: bool = MISSING
+    max_sentences: int = MISSING
+    seed_sentencepiece_size: int = MISSING
+    num_threads: int = MISSING
+    sample_nbest_size: int = MISSING
+    sample_alpha: float = MISSING
+
+    def __post_init__(self):
+        if self.model_type not in ("unigram", "bpe"):
+            _refuse("tokenizer.model_type", self.model_type, "unigram or bpe")
+        _number("tokenizer.vocab_size", self.vocab_size, 8)
+        _number("tokenizer.character_coverage", self.character_coverage, 0.9, 1.0)
+        if self.sample_nbest_size not in (0, 1) and self.sample_alpha <= 0:
+            _refuse("tokenizer.sample_alpha", self.sample_alpha, "a number above 0")
+
+
+@dataclass
+class ModelConfig:
+    """The Transformer's size and options."""
+
+    name: str = MISSING
+    num_layers: int = MISSING
+    d_model: int = MISSING
+    num_heads: int = MISSING
+    dff: int = MISSING
+    dropout: float = MISSING
+    attention_dropout: float | None = None
+    activation_dropout: float | None = None
+    norm_first: bool = MISSING
+    tie_embeddings: bool = MISSING
+    share_embeddings: bool = MISSING
+    max_positions: int = MISSING
+    attention_score: str = MISSING
+
+    def __post_init__(self):
+        if self.attention_score not in ("scaled_dot", "dot", "additive"):
+            _refuse("model.attention_score", self.attention_score, "scaled_dot, dot or additive")
+        for key in ("num_layers", "d_model", "num_heads", "dff", "max_positions"):
+            _number(f"model.{key}", getattr(self, key), 1)
+        if self.d_model % self.num_heads:
+            _refuse("model.num_heads", self.num_heads, f"a divisor of d_model={self.d_model}")
+        for key in ("dropout", "attention_dropout", "activation_dropout"):
+            if getattr(self, key) is not None:
+                _number(f"model.{key}", getattr(self, key), 0, 1, closed=False)
+
+
+@dataclass
+class TrainConfig:
+    """The optimizer, schedule, precision, devices and budget of a training run."""
+
+    epochs: int = MISSING
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    label_smoothing: float = MISSING
+    consistency: float = MISSING
+    warmup_steps: int = MISSING
+    lr_scale: float = MISSING
+    decay: str = MISSING
+    decay_steps: Any = None  # a step, auto, or null
+    beta_1: float = MISSING
+    beta_2: float = MISSING
+    epsilon: float = MISSING
+    clipnorm: float | None = None
+    precision: str = MISSING
+    jit_compile: bool = MISSING
+    distribution: str = MISSING
+    devices: list[str] | None = None
+    average_last: int = MISSING
+    early_stopping_patience: int | None = None
+    max_minutes: float | None = None
+    threads: int | None = None
+    tensorboard: bool = MISSING
+    verbose: Any = "auto"  # auto, 0, 1 or 2
+
+    def __post_init__(self):
+        _number("train.epochs", self.epochs, 1)
+        _number("train.warmup_steps", self.warmup_steps, 1)
+        _number("train.label_smoothing", self.label_smoothing, 0, 1, closed=False)
+        _number("train.consistency", self.consistency, 0)
+        _number("train.average_last", self.average_last, 0)
+        if self.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+            _refuse("train.precision", self.precision, "float32, mixed_float16 or mixed_bfloat16")
+        if self.distribution not in ("auto", "none", "mirrored", "multi_worker"):
+            _refuse("train.distribution", self.distribution, "auto, none, mirrored or multi_worker")
+        if self.verbose not in ("auto", 0, 1, 2):
+            _refuse("train.verbose", self.verbose, "auto, 0, 1 or 2")
+        if self.max_minutes is not None:
+            _number("train.max_minutes", self.max_minutes, 0)
+        self.check_schedule()
+
+    def check_schedule(self) -> None:
+        if self.decay not in ("inverse_sqrt", "linear"):
+            _refuse("train.decay", self.decay, "inverse_sqrt or linear")
+        if self.decay != "linear":
+            return
+        if self.decay_steps == "auto":
+            if not self.max_minutes:
+                raise ValueError(
+                    "train.decay_steps=auto: the rate reaches zero where the time budget ends, "
+                    "so it needs train.max_minutes"
+                )
+            return
+        steps = self.decay_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= self.warmup_steps:
+            raise ValueError(
+                f"train.decay_steps={steps}: decay=linear needs the step where the rate reaches "
+                f"zero, above train.warmup_steps={self.warmup_steps} (or auto, with "
+                "train.max_minutes)"
+            )
+
+
+@dataclass
+class DecodeConfig:
+    """Greedy or beam search. Null values (inference commands) mean: as the run's config says."""
+
+    strategy: str | None = None
+    beam_size: int | None = None
+    length_penalty: float | None = None
+    n_best: int | None = None
+    max_length_a: float | None = None
+    max_length_b: int | None = None
+    batch_size: int | None = None
+    use_cache: bool | None = None
+
+    def __post_init__(self):
+        if self.strategy not in (None, "greedy", "beam"):
+            _refuse("decode.strategy", self.strategy, "greedy or beam")
+        for key in ("beam_size", "n_best", "batch_size"):
+            if getattr(self, key) is not None:
+                _number(f"decode.{key}", getattr(self, key), 1)
+        if None not in (self.beam_size, self.n_best) and self.n_best > self.beam_size:
+            _refuse("decode.n_best", self.n_best, f"at most decode.beam_size={self.beam_size}")
+
+
+@dataclass
+class PathsConfig:
+    root: str = MISSING
+    shared_data: str = MISSING
+    checkpoints: str = MISSING
+    outputs: str = MISSING
+
+
+SCHEMAS = {
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+    "paths": PathsConfig,
+}
+
+for _group, _schema in SCHEMAS.items():
+    ConfigStore.instance().store(group=_group, name="schema", node=_schema)
+
+
+def validate(cfg: DictConfig, groups: tuple[str, ...] | None = None) -> None:
+    """Check ranges and choices of the config's groups; a TranslatorError names the bad key."""
+    for group in groups or [g for g in SCHEMAS if g in cfg]:
+        try:
+            OmegaConf.to_object(cfg[group])  # runs the schema's __post_init__
+        except ValueError as error:
+            raise TranslatorError(str(error)) from None
+        except OmegaConfBaseException as error:
+            raise TranslatorError(str(error).splitlines()[0]) from None
+
+
 def load_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
     """Compose a config from `configs/` the way the scripts do (inside a Hydra app too)."""
     if GlobalHydra.instance().is_initialized():  # e.g. called from a @hydra.main script
         return compose(config_name=config_name, overrides=list(overrides or []))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides or []))
-
-
-def save_resolved(cfg: DictConfig, path: Path) -> None:
-    """Write the fully resolved config (what a run directory keeps for inference)."""
-    Path(path).write_text(OmegaConf.to_yaml(cfg, resolve=True))

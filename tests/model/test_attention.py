@@ -60,12 +60,21 @@ def test_identity_projections_reference_values():
     np.testing.assert_allclose(np.asarray(out)[0], IDENTITY_OUTPUT, atol=1e-5)
 
 
-def test_random_projections_differ_from_identity_values():
+def test_random_projections_match_a_numpy_reference_and_move_the_scores():
+    """With learned (here random) projections the layer computes softmax(q kᵀ/√d) v through its
+    four kernels; the numbers then differ from the hand-written identity case."""
     keras.utils.set_random_seed(0)
     layer = MultiHeadAttention(num_heads=1, key_dim=4, use_bias=False)
     out, scores = layer(X, X, return_attention_scores=True)
-    assert not np.allclose(np.asarray(scores)[0, 0], IDENTITY_SCORES, atol=1e-3)
-    assert not np.allclose(np.asarray(out)[0], IDENTITY_OUTPUT, atol=1e-3)
+    denses = (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)
+    wq, wk, wv, wo = (np.asarray(dense.kernel).reshape(4, 4) for dense in denses)
+    x = np.asarray(X, np.float64)[0]
+    logits = (x @ wq) @ (x @ wk).T / 2.0  # √4
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(scores)[0, 0], weights, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out)[0], weights @ (x @ wv) @ wo, atol=1e-5)
+    assert not np.allclose(weights, IDENTITY_SCORES, atol=1e-3)
 
 
 def test_one_head_identity_equals_keras_dot_product_attention():

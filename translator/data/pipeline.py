@@ -65,6 +65,34 @@ def bucket_boundaries(max_tokens: int, width: int) -> list[int]:
     return [*bounds, max_tokens + 1]
 
 
+def batch_pairs(dataset: tf.data.Dataset, data: DictConfig, replicas: int) -> tf.data.Dataset:
+    """Padded batches of (source, target) id pairs: by length bucket (about `data.batch_tokens`
+    tokens each) or `data.batch_size` sentences; with several replicas, every batch size is a
+    multiple of their number."""
+
+    def batch_size(size: int) -> int:
+        return max(replicas, size // replicas * replicas)
+
+    if data.bucket:
+        bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
+        sizes = [batch_size(data.batch_tokens // (b - 1)) for b in bounds]
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+            bucket_boundaries=bounds,
+            bucket_batch_sizes=[*sizes, sizes[-1]],
+            padding_values=(PAD_ID, PAD_ID),
+            pad_to_bucket_boundary=data.pad_to_bucket,
+        )
+    else:
+        dataset = dataset.padded_batch(batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID))
+    if replicas > 1:
+        # Full batches are multiples of `replicas`; trim each partial one to a multiple too.
+        dataset = dataset.map(lambda s, t: _even_rows(s, t, replicas)).filter(
+            lambda s, t: tf.shape(s)[0] > 0
+        )
+    return dataset
+
+
 def make_batches(
     corpus: Corpus,
     tokenizers: TokenizerPair,
@@ -106,28 +134,8 @@ def make_batches(
         dataset = dataset.flat_map(_both_directions)
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def batch_size(size: int) -> int:
-        return max(replicas, size // replicas * replicas)
-
-    if data.bucket:
-        bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
-        sizes = [batch_size(data.batch_tokens // (b - 1)) for b in bounds]
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
-            bucket_boundaries=bounds,
-            bucket_batch_sizes=[*sizes, sizes[-1]],
-            padding_values=(PAD_ID, PAD_ID),
-            pad_to_bucket_boundary=bool(data.get("pad_to_bucket", False)),
-        )
-    else:
-        dataset = dataset.padded_batch(batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID))
-    if replicas > 1:
-        # Full batches are multiples of `replicas`; trim each partial one to a multiple too.
-        dataset = dataset.map(lambda s, t: _even_rows(s, t, replicas)).filter(
-            lambda s, t: tf.shape(s)[0] > 0
-        )
-    rate = data.get("source_dropout") or 0.0
+    dataset = batch_pairs(dataset, data, replicas)
+    rate = data.source_dropout
     if training and rate > 0:
         dataset = drop_source_tokens(dataset, rate, seed)
     dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)

@@ -10,30 +10,26 @@ overflows float16. A query whose keys are all masked gets all-zero weights and a
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
+from translator.model.scores import ScaledDotScore, make_score
 
-def attention_weights(q, k, mask=None):
-    """Softmax attention weights of queries over keys.
+
+def masked_softmax(logits, mask=None):
+    """Softmax over the last axis of attention logits, with an optional boolean mask.
 
     Args:
-        q: queries (..., T, K), not yet scaled.
-        k: keys (..., S, K).
+        logits: scores (..., T, S), any score function's.
         mask: optional boolean mask broadcastable to (..., T, S); True = may attend.
 
     Returns:
-        Weights (..., T, S) in q's dtype. Masked keys get exactly 0; each row sums to 1 over
-        its unmasked keys, and a fully masked row is all zeros.
+        Weights (..., T, S) in the logits' dtype. Masked keys get exactly 0; each row sums to 1
+        over its unmasked keys, and a fully masked row is all zeros.
     """
-    depth = ops.shape(q)[-1]
-    q = q * ops.cast(1.0 / math.sqrt(depth), q.dtype)
-    logits = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (..., T, S)
     if mask is None:
-        return ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), q.dtype)
+        return ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), logits.dtype)
     mask = ops.cast(mask, "bool")
     # Masked logits take the dtype's minimum; the softmax runs in float32 so that half-precision
     # logits neither overflow nor lose the small weights.
@@ -42,7 +38,13 @@ def attention_weights(q, k, mask=None):
     weights = ops.softmax(ops.cast(logits, "float32"), axis=-1)
     # A fully masked row is uniform after the softmax; zero it (and every masked key) here.
     weights = weights * ops.cast(mask, "float32")
-    return ops.cast(weights, q.dtype)
+    return ops.cast(weights, logits.dtype)
+
+
+def attention_weights(q, k, mask=None):
+    """Scaled dot-product attention weights of queries (..., T, K) over keys (..., S, K):
+    `masked_softmax` of q kᵀ / √K, (..., T, S)."""
+    return masked_softmax(ScaledDotScore()(q, k), mask)
 
 
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -72,8 +74,9 @@ def _lowest(dtype) -> float:
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention (Vaswani et al., 2017) with explicit boolean masks.
 
-    Projects query, key and value into `num_heads` heads, attends in each head with
-    `scaled_dot_product_attention`, merges the heads and projects back to the query width.
+    Projects query, key and value into `num_heads` heads, attends in each head (the `score`
+    function's logits, then `masked_softmax`), merges the heads and projects back to the query
+    width.
 
     Args:
         num_heads: number of heads H.
@@ -83,6 +86,9 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout: dropout rate on the attention weights during training.
         output_dim: width of the output (default: the query's last dimension).
         kernel_initializer: initializer of the projection kernels.
+        score: the score function, `scaled_dot` (the default), `dot` (learned scalar scale) or
+            `additive` (see `translator.model.scores`); its weights, if any, are shared by the
+            heads.
 
     Call arguments:
         query: (B, T, D).
@@ -106,6 +112,7 @@ class MultiHeadAttention(keras.layers.Layer):
         dropout: float = 0.0,
         output_dim: int | None = None,
         kernel_initializer="glorot_uniform",
+        score: str = "scaled_dot",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,6 +123,8 @@ class MultiHeadAttention(keras.layers.Layer):
         self.dropout = dropout
         self.output_dim = output_dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.score = score
+        self.score_layer = make_score(score, dtype=self.dtype_policy, name="score")
         self.query_dense = self._dense(num_heads * key_dim, "query")
         self.key_dense = self._dense(num_heads * key_dim, "key")
         self.value_dense = self._dense(num_heads * self.value_dim, "value")
@@ -127,6 +136,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.query_dense.build(query_shape)
         self.key_dense.build(key_shape)
         self.value_dense.build(value_shape)
+        self.score_layer.build((*query_shape[:-1], self.key_dim))
         self.output_dense = self._dense(self.output_dim or query_shape[-1], "attention_output")
         self.output_dense.build((*query_shape[:-1], self.num_heads * self.value_dim))
         self.built = True
@@ -160,7 +170,7 @@ class MultiHeadAttention(keras.layers.Layer):
     def attend(self, q, k, v, attention_mask=None, training=None):
         """Attend with projected heads; returns (output (B, T, out), weights (B, H, T, S))."""
         mask = None if attention_mask is None else ops.expand_dims(attention_mask, 1)  # (B,1,T,S)
-        weights = attention_weights(q, k, mask)  # (B, H, T, S)
+        weights = masked_softmax(self.score_layer(q, k), mask)  # (B, H, T, S)
         dropped = self.weights_dropout(weights, training=training)
         heads = ops.matmul(dropped, v)  # (B, H, T, V)
         heads = ops.transpose(heads, (0, 2, 1, 3))  # (B, T, H, V)
@@ -198,6 +208,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 "dropout": self.dropout,
                 "output_dim": self.output_dim,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "score": self.score,
             }
         )
         return config

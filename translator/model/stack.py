@@ -23,6 +23,7 @@ class TransformerLayer(keras.layers.Layer):
         norm_first: pre-layer-norm when True, post-layer-norm otherwise.
         attention_dropout: rate for attention weights (None: `dropout`).
         activation_dropout: rate inside the feed-forward block (None: `dropout`).
+        attention_score: the attention score function (`translator.model.scores`).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class TransformerLayer(keras.layers.Layer):
         norm_first=False,
         attention_dropout=None,
         activation_dropout=None,
+        attention_score="scaled_dot",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -44,6 +46,7 @@ class TransformerLayer(keras.layers.Layer):
         self.norm_first = norm_first
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        self.attention_score = attention_score
 
     def attention(self, name: str) -> MultiHeadAttention:
         rate = self.dropout if self.attention_dropout is None else self.attention_dropout
@@ -51,6 +54,7 @@ class TransformerLayer(keras.layers.Layer):
             self.num_heads,
             self.d_model // self.num_heads,
             dropout=rate,
+            score=self.attention_score,
             dtype=self.dtype_policy,
             name=name,
         )
@@ -80,6 +84,7 @@ class TransformerLayer(keras.layers.Layer):
                 "norm_first": self.norm_first,
                 "attention_dropout": self.attention_dropout,
                 "activation_dropout": self.activation_dropout,
+                "attention_score": self.attention_score,
             }
         )
         return config
@@ -100,6 +105,7 @@ class TransformerStack(keras.layers.Layer):
         attention_dropout: rate for attention weights (None: `dropout`).
         activation_dropout: rate inside the feed-forward blocks (None: `dropout`).
         max_positions: length of the sinusoidal position table.
+        attention_score: the attention score function (`translator.model.scores`).
         embedding: a `PositionalEmbedding` to use instead of a new one (shared with another
             stack); not part of the config.
     """
@@ -118,6 +124,7 @@ class TransformerStack(keras.layers.Layer):
         max_positions=1024,
         attention_dropout=None,
         activation_dropout=None,
+        attention_score="scaled_dot",
         embedding=None,
         **kwargs,
     ):
@@ -132,6 +139,7 @@ class TransformerStack(keras.layers.Layer):
         self.max_positions = max_positions
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        self.attention_score = attention_score
         policy = self.dtype_policy
         self.embedding = embedding or PositionalEmbedding(
             vocab_size, d_model, max_positions, dtype=policy
@@ -146,6 +154,7 @@ class TransformerStack(keras.layers.Layer):
                 norm_first,
                 attention_dropout=attention_dropout,
                 activation_dropout=activation_dropout,
+                attention_score=attention_score,
                 dtype=policy,
                 name=f"layer_{i}",
             )
@@ -177,6 +186,7 @@ class TransformerStack(keras.layers.Layer):
                 "max_positions": self.max_positions,
                 "attention_dropout": self.attention_dropout,
                 "activation_dropout": self.activation_dropout,
+                "attention_score": self.attention_score,
             }
         )
         return config

@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 from translator.model.decoder import Decoder
 from translator.model.encoder import Encoder
 from translator.model.masks import padding_mask
-from translator.training.losses import symmetric_kl
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -37,18 +36,13 @@ class Transformer(keras.Model):
         max_positions: length of the sinusoidal position table.
         attention_dropout: rate for attention weights (None: `dropout`).
         activation_dropout: rate inside the feed-forward blocks (None: `dropout`).
+        attention_score: `scaled_dot`, `dot` or `additive` (`translator.model.scores`).
 
     Call arguments:
         inputs: (source_ids (B, S), target_in (B, T)), int.
 
     Returns:
         Logits (B, T, V), float32 whatever the compute dtype.
-
-    Attributes:
-        consistency: R-Drop weight α (a training setting, not saved with the model). Above 0, each
-            training step runs the batch twice with different dropout and minimises the mean of
-            the two compiled losses plus α times their mean symmetric KL divergence per real
-            target token (`symmetric_kl`). Twice the compute per step.
     """
 
     def __init__(
@@ -66,6 +60,7 @@ class Transformer(keras.Model):
         max_positions: int = 1024,
         attention_dropout: float | None = None,
         activation_dropout: float | None = None,
+        attention_score: str = "scaled_dot",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,7 +82,7 @@ class Transformer(keras.Model):
         self.max_positions = max_positions
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
-        self.consistency = 0.0
+        self.attention_score = attention_score
         stack = dict(
             num_layers=num_layers,
             d_model=d_model,
@@ -98,6 +93,7 @@ class Transformer(keras.Model):
             max_positions=max_positions,
             attention_dropout=attention_dropout,
             activation_dropout=activation_dropout,
+            attention_score=attention_score,
             dtype=self.dtype_policy,
         )
         self.encoder = Encoder(source_vocab_size, name="encoder", **stack)
@@ -122,10 +118,11 @@ class Transformer(keras.Model):
             dropout=model.dropout,
             norm_first=model.norm_first,
             tie_embeddings=model.tie_embeddings,
-            share_embeddings=model.get("share_embeddings", False),
+            share_embeddings=model.share_embeddings,
             max_positions=model.max_positions,
-            attention_dropout=model.get("attention_dropout"),
-            activation_dropout=model.get("activation_dropout"),
+            attention_dropout=model.attention_dropout,
+            activation_dropout=model.activation_dropout,
+            attention_score=model.attention_score,
         )
 
     def call(self, inputs, training=None):
@@ -133,14 +130,6 @@ class Transformer(keras.Model):
         memory, source_padding, _ = self.encode(source, training=training)
         logits, _, _ = self.decode(target_in, memory, source_padding, training=training)
         return logits
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        if not (training and self.consistency):
-            return loss
-        again = self(x, training=True)  # other dropout masks
-        loss_again = super().compute_loss(x, y, again, sample_weight, training=training)
-        return 0.5 * (loss + loss_again) + self.consistency * symmetric_kl(y, y_pred, again)
 
     def encode(self, source, training=None):
         """Source ids (B, S) -> (memory (B, S, D), source padding (B, S), encoder weights)."""
@@ -196,6 +185,7 @@ class Transformer(keras.Model):
                 "max_positions": self.max_positions,
                 "attention_dropout": self.attention_dropout,
                 "activation_dropout": self.activation_dropout,
+                "attention_score": self.attention_score,
             }
         )
         return config

@@ -170,6 +170,12 @@ class TokenizerPair:
             SubwordTokenizer.load(folder / "source"), SubwordTokenizer.load(folder / "target")
         )
 
+    @staticmethod
+    def missing_files(folder: Path) -> list[Path]:
+        """The files of a saved pair that `folder` lacks (none: `load` can read it)."""
+        names = [f"{side}.{kind}" for side in ("source", "target") for kind in ("model", "json")]
+        return [Path(folder) / name for name in names if not (Path(folder) / name).exists()]
+
 
 def train_sentencepiece(sentences: list[str], cfg: DictConfig) -> bytes:
     """Learn a SentencePiece model from sentences; returns the serialised model."""
@@ -186,7 +192,7 @@ def train_sentencepiece(sentences: list[str], cfg: DictConfig) -> bytes:
         normalization_rule_name="identity",  # keep the text exactly: exact round trips
         input_sentence_size=cfg.max_sentences,
         shuffle_input_sentence=True,
-        seed_sentencepiece_size=cfg.get("seed_sentencepiece_size", 1_000_000),
+        seed_sentencepiece_size=cfg.seed_sentencepiece_size,
         pad_id=PAD_ID,
         unk_id=UNK_ID,
         bos_id=START_ID,

@@ -1,17 +1,17 @@
-"""Training callbacks specific to this project."""
+"""Training callbacks: this project's own, and `make_callbacks`, the list a run trains with."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 import time
-from pathlib import Path
 
 import keras
 from keras import ops
+from omegaconf import DictConfig
 
+from translator.run_dir import RunDir, save_weights_atomic
 from translator.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ class TimeBudget(keras.callbacks.Callback):
             end = self.schedule.set_total_steps(step + left * self.params["steps"])
             if logs is not None:
                 logs["decay_steps"] = end
+        if logs is not None:
+            logs["budget_minutes_left"] = max(0.0, (self.seconds - (now - self.start)) / 60)
         if left == 0:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
@@ -117,16 +119,15 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class EpochSummary(keras.callbacks.Callback):
-    """Appends every epoch's logs as one JSON line to `path` (kept across resumes)."""
+    """Appends every epoch's logs as one JSON line to the run's history (kept across resumes)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, run: RunDir):
         super().__init__()
-        self.path = Path(path)
+        self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.run.append_history(record)
         log.info(
             "epoch %d: %s",
             epoch + 1,
@@ -135,30 +136,27 @@ class EpochSummary(keras.callbacks.Callback):
 
 
 class AverageCheckpoints(keras.callbacks.Callback):
-    """Keeps the weights of the last `count` epochs in `folder` and, when training ends, writes
-    their element-wise mean to `path` (checkpoint averaging, Vaswani et al. 2017).
+    """Keeps the weights of the last `count` epochs in the run's `epochs/` folder and, when
+    training ends, writes their element-wise mean to its averaged weights (checkpoint averaging,
+    Vaswani et al. 2017).
 
     The epoch files live on disk, so an interrupted run that resumes still averages every kept
     epoch. Non-trainable state (none in this model) is averaged too.
     """
 
-    def __init__(self, count: int, folder: Path, path: Path):
+    def __init__(self, count: int, run: RunDir):
         super().__init__()
         self.count = count
-        self.folder = Path(folder)
-        self.path = Path(path)
-
-    def epoch_files(self) -> list[Path]:
-        return sorted(self.folder.glob("epoch_*.weights.h5"))
+        self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(str(self.folder / f"epoch_{epoch + 1:04d}.weights.h5"))
-        for old in self.epoch_files()[: -self.count]:
+        self.run.epochs_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(str(self.run.epoch_weights_file(epoch + 1)))
+        for old in self.run.epoch_weights_files()[: -self.count]:
             old.unlink()
 
     def on_train_end(self, logs=None):
-        files = self.epoch_files()
+        files = self.run.epoch_weights_files()
         if not files:
             return
         final = [v.numpy() for v in self.model.weights]
@@ -168,7 +166,49 @@ class AverageCheckpoints(keras.callbacks.Callback):
             total = [t + v.numpy() for t, v in zip(total, self.model.weights, strict=True)]
         for variable, summed in zip(self.model.weights, total, strict=True):
             variable.assign(summed / len(files))
-        self.model.save_weights(str(self.path))
+        path = self.run.weights_file("averaged")
+        save_weights_atomic(self.model, path)
         for variable, value in zip(self.model.weights, final, strict=True):
             variable.assign(value)  # leave the model as training left it
-        log.info("averaged the last %d epochs into %s", len(files), self.path)
+        log.info("averaged the last %d epochs into %s", len(files), path)
+
+
+def make_callbacks(
+    cfg: DictConfig, run: RunDir, start: float | None = None, schedule=None
+) -> list[keras.callbacks.Callback]:
+    callbacks = [Throughput()]
+    if cfg.train.max_minutes:
+        # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
+        # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
+        # LearningRate and EpochSummary, so the rate they log follows a moved zero point.
+        auto = cfg.train.decay == "linear" and cfg.train.decay_steps == "auto"
+        callbacks.append(TimeBudget(cfg.train.max_minutes, start, schedule if auto else None))
+    callbacks += [
+        LearningRate(),
+        keras.callbacks.BackupAndRestore(str(run.backup_dir), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run.weights_file("last")), save_weights_only=True, save_best_only=False
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(run.weights_file("best")),
+            save_weights_only=True,
+            save_best_only=True,
+            monitor="val_loss",
+            mode="min",
+        ),
+        keras.callbacks.TerminateOnNaN(),
+        EpochSummary(run),
+    ]
+    if cfg.train.average_last:
+        callbacks.append(AverageCheckpoints(cfg.train.average_last, run))
+    if cfg.train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run.logs_dir), update_freq="epoch"))
+    if cfg.train.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=cfg.train.early_stopping_patience,
+                restore_best_weights=False,
+            )
+        )
+    return callbacks

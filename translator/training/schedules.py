@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-
-from translator.errors import TranslatorError
-
-DECAYS = ("inverse_sqrt", "linear")
+from omegaconf import DictConfig
 
 
 @keras.saving.register_keras_serializable(package="translator")
@@ -85,28 +82,6 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def check_schedule(train) -> None:
-    """Refuse a `train.decay` / `train.decay_steps` that cannot make a schedule."""
-    decay = train.get("decay", "inverse_sqrt")
-    if decay not in DECAYS:
-        raise TranslatorError(f"train.decay={decay!r}: expected one of {DECAYS}")
-    if decay != "linear":
-        return
-    total = train.get("decay_steps")
-    if total == "auto":
-        if not train.get("max_minutes"):
-            raise TranslatorError(
-                "train.decay_steps=auto: the rate reaches zero where the time budget ends, "
-                "so it needs train.max_minutes"
-            )
-        return
-    if not isinstance(total, int) or total <= train.warmup_steps:
-        raise TranslatorError(
-            f"train.decay_steps={total}: decay=linear needs the step where the rate reaches zero, "
-            f"above train.warmup_steps={train.warmup_steps} (or auto, with train.max_minutes)"
-        )
-
-
 def build_schedule(
     d_model: int, train, max_steps: int | None = None
 ) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -116,11 +91,26 @@ def build_schedule(
     run may make: epochs x steps per epoch); the time budget then moves its zero point after
     every epoch (`TimeBudget`).
     """
-    check_schedule(train)
-    if train.get("decay", "inverse_sqrt") == "inverse_sqrt":
+    if train.decay == "inverse_sqrt":
         return TransformerSchedule(d_model, train.warmup_steps, train.lr_scale)
     total = train.decay_steps
     if total == "auto":
         total = max(max_steps or 0, train.warmup_steps + 1)
     peak = train.lr_scale * d_model**-0.5 * train.warmup_steps**-0.5
     return LinearDecaySchedule(peak, train.warmup_steps, total)
+
+
+def describe_schedule(train: DictConfig, per_epoch: int) -> str:
+    """One log line: how the learning rate decays, and where the zero point falls in epochs."""
+    if train.decay != "linear":
+        return f"lr: warmup {train.warmup_steps} steps, then inverse square root decay"
+    if train.decay_steps == "auto":
+        return (
+            f"lr: warmup {train.warmup_steps} steps, then linear decay to zero where the "
+            f"{train.max_minutes}-minute budget is predicted to end (re-estimated every epoch)"
+        )
+    return (
+        f"lr: warmup {train.warmup_steps} steps, then linear decay to zero at step "
+        f"{train.decay_steps} (epoch {train.decay_steps / per_epoch:.1f} "
+        f"at {per_epoch} steps/epoch)"
+    )

@@ -1,0 +1,114 @@
+"""The configs: every entry of every group composes, and the schemas refuse bad values by name."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from tests.conftest import compose
+from translator.config import CONFIG_DIR, PROJECT_ROOT, load_config, validate
+from translator.errors import TranslatorError
+from translator.training.trainer import check_settings
+
+GROUPS = ["data", "tokenizer", "model", "train", "decode", "experiment", "paths", "hydra"]
+ENTRIES = [
+    (group, path.stem)
+    for group in GROUPS
+    for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
+    if not path.stem.startswith("_")
+]
+NEEDS_VALUES = {("data", "tfds"), ("data", "parallel_text")}  # `???` fields the user supplies
+
+
+def test_every_group_has_entries():
+    assert {group for group, _ in ENTRIES} == set(GROUPS)
+
+
+@pytest.mark.parametrize("group,entry", ENTRIES)
+def test_entry_composes(group, entry):
+    base = [] if group == "experiment" else ["~experiment"]  # the entry itself, not its mix
+    cfg = compose(*base, f"{group}={entry}")
+    if (group, entry) in NEEDS_VALUES:
+        assert OmegaConf.is_missing(cfg.data, "source")
+        return
+    # Everything else resolves completely (hydra's own node aside).
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert resolved["run_dir"].endswith(resolved["run_name"])
+    check_settings(cfg)  # the trainer would accept it (schedule, shared embeddings)
+
+
+def test_the_default_experiment_reads_the_corpus_shipped_in_the_project():
+    cfg = compose()
+    folder = PROJECT_ROOT / "data" / "tatoeba_es_en"
+    assert (cfg.data.source, cfg.data.target, cfg.data.path) == ("es", "en", str(folder))
+    shipped = {p.name for p in folder.glob("*.gz")}
+    splits, langs = ("train", "validation", "test"), ("es", "en")
+    assert shipped == {f"{split}.{lang}.gz" for split in splits for lang in langs}
+
+
+def test_multi30k_is_read_from_the_shared_data_folder():
+    assert compose("data=multi30k_en_de").data.path.endswith("/shared/data/multi30k")
+
+
+@pytest.mark.parametrize("experiment", ["tatoeba_es_en", "multi30k_en_de", "multi30k_de_en"])
+def test_every_experiment_names_the_decode_settings_its_scores_use(experiment):
+    decode = compose(f"experiment={experiment}").decode
+    assert (decode.strategy, decode.beam_size, decode.length_penalty) == ("beam", 5, 0.6)
+
+
+@pytest.mark.parametrize("config_name", ["translate", "evaluate", "plot", "export"])
+def test_inference_commands_default_to_the_latest_run_and_its_decode_settings(config_name):
+    cfg = load_config(config_name)
+    assert cfg.run_dir is None and cfg.weights == "auto"
+    assert set(OmegaConf.to_container(cfg.decode).values()) == {None}  # the run's own
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.warmup_steps=soon", "train.warmup_steps"),
+        ("train.consistency=yes", "train.consistency"),
+        ("data.bidirectional_steps=1.5", "data.bidirectional_steps"),
+        ("tokenizer.sample_nbest_size=some", "tokenizer.sample_nbest_size"),
+        ("model.dropout=half", "model.dropout"),
+        ("train.unknown_setting=1", "train.unknown_setting"),
+    ],
+)
+def test_values_of_the_wrong_type_or_unknown_keys_fail_at_composition(override, key):
+    with pytest.raises(ConfigCompositionException, match=key.replace(".", r"\.")):
+        compose(override)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.consistency=-1", "train.consistency=-1.0: expected a number >= 0"),
+        ("data.source_dropout=1.0", r"data.source_dropout=1.0: expected a number in \[0, 1\)"),
+        ("data.source_dropout=-0.1", r"data.source_dropout=-0.1: expected a number in \[0, 1\)"),
+        ("data.bidirectional_steps=-1", "data.bidirectional_steps=-1: expected a number >= 0"),
+        ("tokenizer.sample_alpha=0", "tokenizer.sample_alpha=0.0: expected a number above 0"),
+        ("model.num_heads=5", "model.num_heads=5: expected a divisor of d_model=192"),
+        ("train.precision=fp8", "train.precision='fp8': expected float32, mixed_float16 or"),
+        ("train.decay=cosine", "train.decay='cosine': expected inverse_sqrt or linear"),
+        ("train.max_minutes=null", r"decay_steps=auto: .* needs train.max_minutes"),
+        ("train.decay_steps=100", "train.decay_steps=100: decay=linear needs the step .* above"),
+        ("decode.n_best=6", "decode.n_best=6: expected at most decode.beam_size=5"),
+    ],
+)
+def test_values_out_of_range_are_refused_naming_the_key(override, message):
+    cfg = compose(override, "tokenizer.sample_nbest_size=64")
+    with pytest.raises(TranslatorError, match=message) as error:
+        validate(cfg)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["tokenizer=sentencepiece"], "share_embeddings=true needs one vocabulary"),
+        (["tokenizer=sentencepiece", "model.share_embeddings=false",
+          "data.bidirectional_steps=10"], "bidirectional_steps needs one vocabulary"),
+    ],
+)  # fmt: skip
+def test_settings_that_span_groups_are_checked_together(overrides, message):
+    with pytest.raises(TranslatorError, match=message):
+        check_settings(compose(*overrides))

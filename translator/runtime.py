@@ -1,0 +1,128 @@
+"""Where and how TensorFlow computes: devices and distribution strategy, precision, CPU threads.
+
+Used by training and by the benchmarks; `describe_devices` is the device line a run logs first.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from translator.errors import TranslatorError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `train.distribution` asks for.
+
+    auto: MirroredStrategy over the GPUs when there are several, else the default strategy.
+    none: the default strategy. mirrored: MirroredStrategy over `train.devices` (or every GPU).
+    multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.
+    """
+    kind = train.distribution
+    gpus = tf.config.list_logical_devices("GPU")
+    if kind == "auto":
+        kind = "mirrored" if len(gpus) > 1 else "none"
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        devices = list(train.devices or []) or None
+        cross_device_ops = None  # TensorFlow's choice: NCCL all-reduce on GPUs
+        if devices and all("cpu" in d.lower() for d in devices):
+            # The collective all-gather of sparse (embedding) gradients needs equal row counts on
+            # every replica, which token batches do not have; reduce on one device instead.
+            cross_device_ops = tf.distribute.ReductionToOneDevice()
+        return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TranslatorError(
+        f"train.distribution={kind!r}: expected auto, none, mirrored or multi_worker"
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's CPU thread pools (e.g. two runs sharing a machine, one core each)."""
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:  # TensorFlow already started in this process (tests, notebooks)
+        log.warning("train.threads=%s ignored: TensorFlow is already initialized", threads)
+
+
+def set_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise TranslatorError(f"train.precision={precision!r}: expected one of {PRECISIONS}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def cpu_features(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and vector extensions, from /proc/cpuinfo (empty where there is none).
+
+    Throughput differs several-fold between CPUs with and without AVX-512, so logs and benchmark
+    reports name them: figures from two machines are then never mistaken for one.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's entry
+    flags = set(fields.get("flags", "").split())
+    vector = sorted(
+        f for f in flags if f in ("avx", "avx2", "fma") or f.startswith(("avx512", "amx"))
+    )
+    return {"cpu_model": fields.get("model name", "unknown"), "vector_extensions": vector}
+
+
+def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
+    """A warning when mixed_bfloat16 trains on a CPU without bfloat16 instructions, else None.
+
+    Without avx512_bf16 or AMX the CPU has no bfloat16 arithmetic and the kernels emulate it, so
+    the policy that trains faster on the machines a config was tuned on may be slower there.
+    """
+    if precision != "mixed_bfloat16" or gpus or not cpu:
+        return None
+    if {"avx512_bf16", "amx_bf16"} & set(cpu["vector_extensions"]):
+        return None
+    return (
+        "train.precision=mixed_bfloat16 on a CPU without avx512_bf16 or amx_bf16: bfloat16 is "
+        "emulated here and may train slower than train.precision=float32"
+    )
+
+
+def describe_devices(
+    strategy: tf.distribute.Strategy, train: DictConfig, gpus: list, cpu: dict
+) -> str:
+    cpu = f"{cpu['cpu_model']}, {' '.join(cpu['vector_extensions'])}" if cpu else "unknown CPU"
+    where = f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "CPU only (no GPU visible)"
+    where += f"; CPU: {cpu}"
+    replicas = strategy.num_replicas_in_sync
+    return (
+        f"devices: {where}; strategy {type(strategy).__name__} with {replicas} replica(s); "
+        f"precision {train.precision}; XLA {'on' if train.jit_compile else 'off'}"
+    )
+
+
+def start_runtime(train: DictConfig, seed: int) -> tf.distribute.Strategy:
+    """Threads, seed, precision and strategy as `train` asks; logs the device line."""
+    set_threads(train.threads)
+    keras.utils.set_random_seed(seed)
+    set_precision(train.precision)
+    strategy = select_strategy(train)
+    gpus, cpu = tf.config.list_physical_devices("GPU"), cpu_features()
+    log.info(describe_devices(strategy, train, gpus, cpu))
+    if warning := precision_warning(train.precision, cpu, len(gpus)):
+        log.warning(warning)
+    return strategy

@@ -15,3 +15,9 @@ class DatasetUnavailableError(TranslatorError):
 
 class RunDirError(TranslatorError):
     """A run directory that is missing or lacks what inference needs."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

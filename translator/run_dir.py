@@ -29,7 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from translator.errors import RunDirError
+from translator.errors import RunDirError, first_line
 
 WEIGHTS = {
     "best": "best.weights.h5",
@@ -159,14 +159,21 @@ class RunDir:
 
     # Reading and writing.
     def load_config(self) -> DictConfig:
-        return OmegaConf.load(self.config_file)
+        try:
+            return OmegaConf.load(self.config_file)
+        except Exception as error:  # noqa: BLE001 - YAML and OmegaConf errors of any kind
+            message = f"{self.config_file}: not a readable config ({first_line(error)})"
+            raise RunDirError(message) from None
 
     def save_config(self, cfg: DictConfig) -> None:
         """The fully resolved config, so inference needs nothing but this folder."""
         write_atomic(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
 
     def load_model_settings(self) -> dict:
-        return json.loads(self.model_file.read_text())
+        try:
+            return json.loads(self.model_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunDirError(f"{self.model_file}: not valid JSON ({error})") from None
 
     def save_model_settings(self, settings: dict) -> None:
         write_atomic(self.model_file, json.dumps(settings, indent=2))

@@ -130,6 +130,42 @@ def test_missing_and_incomplete_run_dirs(trained_run, tmp_path):
         Translator.from_run_dir(tmp_path / "no_weights")
 
 
+def damage(path, how):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else how)
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "message"),
+    [
+        ("averaged.weights.h5", "truncate", "averaged.weights.h5: cannot load these weights"),
+        ("best.weights.h5", b"not hdf5 at all", "best.weights.h5: cannot load these weights"),
+        ("config.yaml", b"data: [unclosed\n  - ", "config.yaml: not a readable config"),
+        ("model.json", "truncate", "model.json: not valid JSON"),
+        ("tokenizer/target.model", "truncate", "tokenizer: damaged tokenizer"),
+        ("tokenizer/source.json", b"{", "tokenizer: damaged tokenizer"),
+    ],
+)  # fmt: skip
+def test_damaged_runs_are_one_line_naming_the_file(trained_run, tmp_path, name, how, message):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)
+    shutil.copy(run / "best.weights.h5", run / "averaged.weights.h5")  # auto picks averaged
+    damage(run / name, how)
+    with pytest.raises(RunDirError, match=message) as error:
+        Translator.from_run_dir(run)
+    assert "\n" not in str(error.value) and str(run) in str(error.value)
+
+
+def test_a_tokenizer_that_does_not_fit_the_model_is_refused(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)
+    settings = json.loads((run / "model.json").read_text())
+    settings["target_vocab_size"] += 1
+    (run / "model.json").write_text(json.dumps(settings))
+    with pytest.raises(RunDirError, match=r"the target vocabulary has \d+ pieces but the model"):
+        Translator.from_run_dir(run)
+
+
 def script(name, *overrides, stdin=None):
     return subprocess.run(
         [sys.executable, PROJECT_ROOT / "scripts" / f"{name}.py", *overrides],
@@ -168,15 +204,37 @@ def test_translate_script_stdin_and_bad_inputs(trained_run, greedy, sentences, t
 
     bad = tmp_path / "bad.de"
     bad.write_bytes(b"gut\n\xc3\x28 kaputt\n")
-    failed = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={bad}")
+    lenient = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={bad}")
+    assert lenient.returncode == 0 and len(lenient.stdout.decode().splitlines()) == 2
+    assert f"warning: {bad}:2: invalid UTF-8 (byte 0xc3)" in lenient.stderr.decode()
+    failed = script("translate", f"run_dir={trained_run[0].run_dir}", f"input={bad}", "strict=true")
     last = failed.stderr.decode().strip().splitlines()[-1]
     assert failed.returncode == 2 and last == f"error: {bad}:2: invalid UTF-8 (byte 0xc3)"
+    assert failed.stdout.decode().splitlines() == greedy.translate(["gut"])  # the line before
 
     missing = script("translate", f"run_dir={tmp_path / 'nope'}", "text=Hallo")
     last = missing.stderr.decode().strip().splitlines()[-1]
     assert (
         missing.returncode == 2 and last == f"error: {tmp_path / 'nope'}: run directory not found"
     )
+
+
+def test_an_invalid_utf8_line_on_stdin_costs_only_itself(trained_run, greedy, sentences):
+    source, _ = sentences
+    good = [s.encode() for s in source[10:14]]
+    piped = b"\n".join([good[0], good[1], b"kaputt \xff\xfe", good[2], good[3]]) + b"\n"
+    done = script("translate", f"run_dir={trained_run[0].run_dir}", stdin=piped)
+    assert done.returncode == 0, done.stderr.decode()[-1500:]
+    lines = done.stdout.decode().split("\n")
+    expected = greedy.translate([*source[10:12], "kaputt \ufffd\ufffd", *source[12:14]])
+    assert lines == [*expected, ""]  # five lines in, five out, in order
+    assert "warning: <stdin>:3: invalid UTF-8 (byte 0xff)" in done.stderr.decode()
+
+    strict = script("translate", f"run_dir={trained_run[0].run_dir}", "strict=true", stdin=piped)
+    assert strict.returncode == 2
+    assert strict.stdout.decode().splitlines() == expected[:2]  # the lines before it
+    last = strict.stderr.decode().strip().splitlines()[-1]
+    assert last == "error: <stdin>:3: invalid UTF-8 (byte 0xff)"
 
 
 def test_export_reloads_with_only_tensorflow_and_gives_the_same_strings(
@@ -189,7 +247,7 @@ def test_export_reloads_with_only_tensorflow_and_gives_the_same_strings(
         "export", [f"run_dir={trained_run[0].run_dir}", f"export_dir={tmp_path / 'sm'}"]
     )
     export(cfg)
-    with pytest.raises(TranslatorError, match="exists; pass overwrite=true"):
+    with pytest.raises(TranslatorError, match="is not empty; pass overwrite=true"):
         export(cfg)
     batch = [source[5], "", source[6], "😀 ☃"]
     probe = (
@@ -243,6 +301,30 @@ def test_decode_settings_fill_keys_an_older_run_lacks():
     merged = decode_settings(old, OmegaConf.create({"beam_size": None, "batch_size": 8}))
     assert (merged.strategy, merged.beam_size, merged.batch_size) == ("beam", 4, 8)
     assert merged.use_cache is True and merged.max_length_a == 1.5  # from decode/greedy.yaml
+
+
+def test_inference_runs_in_float32_whatever_the_process_policy(trained_run):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # e.g. after training in bf16
+    model = Translator.from_run_dir(trained_run[0].run_dir).model
+    assert model.compute_dtype == "float32"
+    assert model.decoder.layers[0].self_attention.compute_dtype == "float32"
+
+
+def test_export_replaces_a_folder_only_whole_and_when_told(trained_run, tmp_path):
+    from translator.inference.export import export
+
+    target = tmp_path / "sm"
+    target.mkdir()  # an empty folder is fine to export into
+    export(load_config("export", [f"run_dir={trained_run[0].run_dir}", f"export_dir={target}"]))
+    before = (target / "saved_model.pb").stat().st_mtime_ns
+    cfg = load_config("export", [f"run_dir={trained_run[0].run_dir}", f"export_dir={target}",
+                                 "overwrite=true", "decode.batch_size=0"])  # fmt: skip
+    with pytest.raises(TranslatorError, match="decode.batch_size=0"):
+        export(cfg)  # refused before anything is written
+    assert (target / "saved_model.pb").stat().st_mtime_ns == before
+    assert not (tmp_path / "sm.partial").exists()
 
 
 def test_export_uses_the_runs_decode_settings(trained_run, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,9 +10,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from translator.data.corpus import read_lines
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.translator import Translation, Translator
+from translator.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,43 @@ def format_translation(index: int, translation: Translation, all_hypotheses: boo
     return "\n".join(f"{index} ||| {text} ||| {score:.4f}" for text, score in translation.n_best)
 
 
-def read_stdin_lines():
+def decode_line(raw: bytes, where: str, strict: bool) -> str:
+    """One input line as text. Invalid UTF-8: with `strict`, a CorpusError naming `where`;
+    otherwise the bad bytes become U+FFFD and a warning names the line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        message = f"{where}: invalid UTF-8 (byte 0x{raw[error.start]:02x})"
+        if strict:
+            raise CorpusError(message) from None
+        print(f"warning: {message}; translated with U+FFFD in its place", file=sys.stderr)
+        return raw.decode("utf-8", errors="replace")
+
+
+def read_stdin_lines(strict: bool):
     for number, raw in enumerate(sys.stdin.buffer, start=1):
+        yield decode_line(raw.rstrip(b"\r\n"), f"<stdin>:{number}", strict)
+
+
+def read_input(path: Path, strict: bool) -> tuple[list[str], CorpusError | None]:
+    """The lines of an input file, and with `strict` the error of its first undecodable line
+    (the lines before it are returned, to be translated before the error is reported)."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    raws = path.read_bytes().split(b"\n")
+    if raws and raws[-1] == b"":
+        raws.pop()  # the file's final newline
+    lines = []
+    for number, raw in enumerate(raws, start=1):
         try:
-            yield raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as error:
-            raise CorpusError(
-                f"<stdin>:{number}: invalid UTF-8 (byte 0x{raw[error.start]:02x})"
-            ) from None
+            lines.append(decode_line(raw.rstrip(b"\r"), f"{path}:{number}", strict).strip())
+        except CorpusError as error:
+            return lines, error
+    return lines, None
 
 
 def translate_file(translator: Translator, cfg: DictConfig) -> dict:
-    source = read_lines(Path(cfg.input))
+    source, error = read_input(Path(cfg.input), cfg.strict)
     output = Path(cfg.output) if cfg.output else None
     if output and output.exists() and not cfg.overwrite:
         raise TranslatorError(f"{output} exists; pass overwrite=true to replace it")
@@ -48,12 +72,12 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     lines = [format_translation(i, r, cfg.print_n_best) for i, r in enumerate(results)]
     text = "\n".join(lines) + "\n" if lines else ""
     if output:
-        partial = output.with_name(output.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, output)  # the old file is only replaced by a complete new one
+        write_atomic(output, text)  # an old file is only ever replaced by a complete new one
         print(f"wrote {len(lines)} translations to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if error:  # strict: the lines before the bad one are written; now refuse it
+        raise error
     return {"sentences": len(source), "seconds": round(seconds, 2), "output": str(output or "-")}
 
 
@@ -70,11 +94,13 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
             count += 1
         batch.clear()
 
-    for line in read_stdin_lines():
-        batch.append(line)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    try:
+        for line in read_stdin_lines(cfg.strict):
+            batch.append(line)
+            if len(batch) >= batch_size:
+                flush()
+    finally:
+        flush()  # with strict, the lines before a bad one are still translated
     return {"sentences": count}
 
 

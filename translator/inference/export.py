@@ -11,6 +11,7 @@ export reloads in a process that imports only tensorflow and tensorflow_text:
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -49,14 +50,19 @@ def export(cfg: DictConfig) -> dict:
     """Write the SavedModel of `cfg.run_dir` to `cfg.export_dir` (default: run_dir/export)."""
     translator = Translator.from_command(cfg)
     target = Path(cfg.export_dir or translator.run.export_dir)
-    if target.exists():
-        if not cfg.overwrite:
-            raise TranslatorError(f"{target} exists; pass overwrite=true to replace it")
-        shutil.rmtree(target)
+    if target.is_dir() and any(target.iterdir()) and not cfg.overwrite:
+        raise TranslatorError(f"{target} is not empty; pass overwrite=true to replace it")
+    if target.exists() and not target.is_dir():
+        raise TranslatorError(f"{target} exists and is not a folder")
+    # Written beside the target and moved into place whole: never a half-written SavedModel.
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
     module = ExportedTranslator(translator)
     tf.saved_model.save(
-        module, str(target), signatures={"serving_default": module.serve.get_concrete_function()}
+        module, str(partial), signatures={"serving_default": module.serve.get_concrete_function()}
     )
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
     print(f"wrote SavedModel to {target} ({describe_decode(translator.decode)})")
     return {"export_dir": str(target), "decode": OmegaConf.to_container(translator.decode)}
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from translator.config import CONFIG_DIR, DecodeConfig
-from translator.errors import TranslatorError
+from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.decoding import beam_search, greedy_search
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir, locate
@@ -56,14 +56,35 @@ def load_run(
     run.check_complete()
     weights_file = run.choose_weights(weights)
     cfg = run.load_config()
-    tokenizers = TokenizerPair.load(run.tokenizer_dir)
     settings = run.load_model_settings()
-    settings.pop("dtype", None)  # inference runs in float32 whatever the training precision
-    model = Transformer.from_config(settings)
+    tokenizers = load_tokenizers(run, settings)
+    # Inference runs in float32, whatever precision the run trained in or this process has set.
+    model = Transformer.from_config({**settings, "dtype": "float32"})
     dummy = np.full((1, 2), START_ID, np.int32)
     model((dummy, dummy))  # create the weights before loading them
-    model.load_weights(weights_file)
+    try:
+        model.load_weights(weights_file)
+    except Exception as error:  # noqa: BLE001 - h5py and Keras raise many kinds
+        message = f"{weights_file}: cannot load these weights ({first_line(error)})"
+        raise RunDirError(message) from None
     return cfg, model, tokenizers, weights_file
+
+
+def load_tokenizers(run: RunDir, settings: dict) -> TokenizerPair:
+    """The run's tokenizers, checked against the vocabulary sizes the model was built for."""
+    try:
+        tokenizers = TokenizerPair.load(run.tokenizer_dir)
+    except Exception as error:  # noqa: BLE001 - SentencePiece and JSON errors of any kind
+        message = f"{run.tokenizer_dir}: damaged tokenizer ({first_line(error)})"
+        raise RunDirError(message) from None
+    for side in ("source", "target"):
+        size, expected = getattr(tokenizers, side).vocab_size, settings.get(f"{side}_vocab_size")
+        if size != expected:
+            raise RunDirError(
+                f"{run.tokenizer_dir}: the {side} vocabulary has {size} pieces but the model "
+                f"({run.model_file.name}) was built for {expected}"
+            )
+    return tokenizers
 
 
 def decode_settings(run_decode: DictConfig | None, requested: DictConfig | None) -> DictConfig:

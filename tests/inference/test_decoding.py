@@ -76,6 +76,33 @@ def test_unfinished_hypotheses_fill_in_at_max_length():
     np.testing.assert_allclose(scores.numpy(), [[math.log(0.5)]], atol=1e-5)
 
 
+def test_a_finished_hypothesis_beats_a_truncated_one_at_the_length_limit():
+    """START -> a .55, b .42; a -> a .94; b -> END .95. With room for 3 tokens, "a a a" (never
+    finished, ln .486 = -0.72) must not beat "b END" (ln .399 = -0.92)."""
+    probs = np.full((7, 7), TINY)
+    probs[2, [A, B, C]] = [0.55, 0.42, 0.03]
+    probs[A, [A, END, C]] = [0.94, 0.03, 0.03]
+    probs[B, [END, A]] = [0.95, 0.05]
+    probs[[0, 1, 3, C]] = 1.0 / 7
+    table = tf.constant(np.log(probs / probs.sum(1, keepdims=True)), tf.float32)
+
+    def next_logits(token_ids, index, state):
+        return tf.gather(table, token_ids[:, 0]), state
+
+    def search(n_best):
+        tokens, scores = beam_search(next_logits, {"d": tf.zeros([1, 1])}, 1, 3, 2, 0.0, n_best)
+        return tokens.numpy().tolist(), scores.numpy()
+
+    tokens, scores = search(n_best=1)
+    assert tokens == [[[B, END, PAD]]]
+    np.testing.assert_allclose(scores, [[math.log(0.42 * 0.95)]], atol=1e-4)
+    # Asked for two, the second is the other finished one, "a END" (ln .0165), not "a a a":
+    # truncated hypotheses only fill places no finished one takes (see the test above).
+    tokens, scores = search(n_best=2)
+    assert tokens == [[[B, END, PAD], [A, END, PAD]]]
+    np.testing.assert_allclose(scores, [[math.log(0.399), math.log(0.55 * 0.03)]], atol=1e-3)
+
+
 def test_length_penalty_formula():
     assert float(length_penalty(3, 0.6)) == pytest.approx(((5 + 3) / 6) ** 0.6)
     assert float(length_penalty(10, 0.0)) == 1.0

@@ -162,6 +162,72 @@ def test_checkpoint_averaging_writes_the_mean_of_the_last_epochs(tmp_path):
     assert RunDir(run_dir).choose_weights("auto").name == "best.weights.h5"
 
 
+# The same run, uninterrupted or killed after an epoch, on a clock that advances one second per
+# training step (so both see the same epoch times), for a budget of 30 seconds of 5-step epochs.
+ON_A_STEP_CLOCK = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    import keras
+    from translator.training import trainer
+
+    clock = [0.0]
+    time.perf_counter = lambda: clock[0]
+    kill_after = int(os.environ.get("KILL_AFTER_EPOCH", "0"))
+
+    class Tick(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            clock[0] += 1.0
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # after that epoch's backup
+
+    make_callbacks = trainer.make_callbacks
+    trainer.make_callbacks = lambda *args: [Tick(), *make_callbacks(*args), Kill()]
+    sys.argv = ["train.py", *sys.argv[1:]]
+    sys.path.insert(0, {scripts!r})
+    import train
+    train.main()
+    """
+)
+
+
+def test_a_resumed_run_is_the_same_experiment(tmp_path):
+    """Killed after epoch 3 and resumed, a run with a time budget and the learning rate's zero
+    point following it gives the uninterrupted run's rates, epochs, budget and best weights."""
+    driver = tmp_path / "clocked_train.py"
+    driver.write_text(ON_A_STEP_CLOCK.format(scripts=str(PROJECT_ROOT / "scripts")))
+
+    def run(name, kill_after=0):
+        overrides = [
+            "experiment=multi30k_de_en", "model=tiny", "data.max_pairs=64",
+            "tokenizer.shared=false", "tokenizer.vocab_size=1000", "train.epochs=20",
+            "train.steps_per_epoch=5", "train.max_minutes=0.5", "train.warmup_steps=4",
+            "train.decay=linear", "train.decay_steps=auto", "train.tensorboard=false",
+            f"run_dir={tmp_path / name}",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "KILL_AFTER_EPOCH": str(kill_after)}
+        return subprocess.run([sys.executable, driver, *overrides], env=env, capture_output=True)
+
+    assert run("straight").returncode == 0
+    assert run("resumed", kill_after=3).returncode == -9
+    resumed = run("resumed")
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+
+    def history(name):
+        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
+
+    straight, again = history("straight"), history("resumed")
+    assert [h["epoch"] for h in again] == [h["epoch"] for h in straight] == [1, 2, 3, 4, 5, 6]
+    for key in ("learning_rate", "decay_steps", "budget_minutes_left", "loss", "val_loss"):
+        assert [h.get(key) for h in again] == pytest.approx([h.get(key) for h in straight]), key
+    best = [Translator.from_run_dir(tmp_path / name, weights="best").model.get_weights()
+            for name in ("straight", "resumed")]  # fmt: skip
+    for a, b in zip(*best, strict=True):  # threaded float sums differ in their last bits;
+        np.testing.assert_allclose(a, b, atol=5e-3)  # 15 steps on, by up to ~1e-3
+
+
 class FakeModel:
     stop_training = False
 

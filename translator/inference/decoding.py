@@ -165,10 +165,20 @@ def beam_search(
     _, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, _ = tf.while_loop(
         not_done, step, loop
     )
-    # Rank finished hypotheses with the live ones (scored as if ending at max_length), so a
-    # sentence that reached max_length without finishing still gets n_best answers.
-    alive_scores = alive_log_probs / length_penalty(max_length, alpha)
+    return _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags,
+                   length_penalty(max_length, alpha), n_best)  # fmt: skip
+
+
+def _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, penalty, n):
+    """The n best hypotheses of each sentence: finished ones first, best first; unfinished ones
+    (cut at the length limit, scored without END) only fill the places finished ones leave, so a
+    truncated sentence never beats a finished one."""
+    alive_scores = alive_log_probs / penalty  # (B, K)
+    finished_key = tf.where(finished_flags, finished_scores, 3 * NEG_INF)  # empty slots last
+    alive_key = alive_scores + 0.5 * NEG_INF  # below every finished hypothesis
+    keys = tf.concat([finished_key, alive_key], axis=1)  # (B, 2K)
+    _, pick = tf.math.top_k(keys, n)
     all_seqs = tf.concat([finished_seqs, seqs], axis=1)  # (B, 2K, L+1)
-    all_scores = tf.concat([tf.where(finished_flags, finished_scores, NEG_INF), alive_scores], 1)
-    scores, pick = tf.math.top_k(all_scores, n_best)
-    return tf.gather(all_seqs, pick, batch_dims=1)[:, :, 1:], scores
+    all_scores = tf.concat([finished_scores, alive_scores], axis=1)
+    tokens = tf.gather(all_seqs, pick, batch_dims=1)[:, :, 1:]  # (B, n, L) without START
+    return tokens, tf.gather(all_scores, pick, batch_dims=1)

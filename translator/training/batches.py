@@ -40,8 +40,8 @@ def run_batches(
     """Batches of the (train, validation) `corpora` as `cfg.data` and `cfg.train` describe.
 
     Training batches may sample their segmentations (subword regularization); validation batches
-    use the deterministic tokenizers. With `data.bidirectional_steps`, the first steps (less those
-    `resumed_epochs` already ran) also train on the reversed pairs.
+    use the deterministic tokenizers. With `data.bidirectional_steps`, the first steps also train
+    on the reversed pairs. After `resumed_epochs`, the stream continues where they ended.
     """
     train_corpus, valid_corpus = corpora
     sampling = tokenizers.sampling(cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha)
@@ -58,16 +58,21 @@ def run_batches(
     steps_per_epoch = cfg.train.steps_per_epoch or batches
     train_data = train_data.repeat()
     if cfg.data.bidirectional_steps:
-        left = max(0, cfg.data.bidirectional_steps - resumed_epochs * steps_per_epoch)
         both = make_batches(
             train_corpus, sampling, cfg.data, training=True, seed=cfg.seed, replicas=replicas,
             bidirectional=True,
         )  # fmt: skip
-        train_data = both.repeat().take(left).concatenate(train_data)
+        train_data = both.repeat().take(cfg.data.bidirectional_steps).concatenate(train_data)
         log.info(
-            "bidirectional training: steps 1-%d also on reversed pairs (%d left), then %s->%s only",
-            cfg.data.bidirectional_steps, left, cfg.data.source, cfg.data.target,
+            "bidirectional training: steps 1-%d also on reversed pairs, then %s->%s only",
+            cfg.data.bidirectional_steps, cfg.data.source, cfg.data.target,
         )  # fmt: skip
+    if resumed_epochs:
+        # A resumed run takes up the stream where the interrupted one left it: the same seeded
+        # shuffles, replayed, so no batch is trained twice or skipped.
+        skipped = resumed_epochs * steps_per_epoch
+        log.info("resuming: skipping the %d batches the interrupted run trained on", skipped)
+        train_data = train_data.skip(skipped)
     return RunBatches(train_data, valid_data, steps_per_epoch)
 
 

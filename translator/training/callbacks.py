@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
@@ -11,8 +12,9 @@ import keras
 from keras import ops
 from omegaconf import DictConfig
 
-from translator.run_dir import RunDir, save_weights_atomic
+from translator.run_dir import RunDir, save_weights_atomic, write_atomic
 from translator.tokenizer import PAD_ID
+from translator.training.schedules import LinearDecaySchedule
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.start is None:
             self.start = time.perf_counter()
-        self._durations = []
+        self.durations = []
         self._last_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -91,14 +93,14 @@ class TimeBudget(keras.callbacks.Callback):
 
     def epochs_left(self, now: float) -> int:
         """Epochs still to run: each starts only if the longest epoch so far fits after it."""
-        spare = self.seconds - (now - self.start) - max(self._durations)
+        spare = self.seconds - (now - self.start) - max(self.durations)
         if spare < 0:
             return 0
-        return math.floor(spare / statistics.median(self._durations)) + 1
+        return math.floor(spare / statistics.median(self.durations)) + 1
 
     def on_epoch_end(self, epoch, logs=None):
         now = self._last_end = time.perf_counter()
-        self._durations.append(now - self._epoch_start)
+        self.durations.append(now - self._epoch_start)
         left = self.epochs_left(now)
         if self.schedule is not None and left > 0:
             step = int(self.model.optimizer.iterations.numpy())
@@ -173,29 +175,99 @@ class AverageCheckpoints(keras.callbacks.Callback):
         log.info("averaged the last %d epochs into %s", len(files), path)
 
 
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore (weights, optimizer, epoch), plus the state of the run around
+    them, so that a resumed run continues the same experiment: the time already spent and the
+    epoch times of the budget, the learning rate's zero point, the best validation loss so far
+    and early stopping's counters. They are saved with every backup (`run_state.json` beside
+    Keras's files) and put back before the first resumed epoch.
+
+    Args:
+        run: the run directory (its `backup/` folder).
+        budget, schedule, best, early_stopping: the run's TimeBudget, learning-rate schedule,
+            best-weights ModelCheckpoint and EarlyStopping, each None when the run has none.
+    """
+
+    def __init__(self, run: RunDir, budget=None, schedule=None, best=None, early_stopping=None):
+        super().__init__(str(run.backup_dir), delete_checkpoint=True)
+        self.state_file = run.backup_dir / "run_state.json"
+        self.budget, self.schedule = budget, schedule
+        self.best, self.early_stopping = best, early_stopping
+        self._pending = None
+
+    def _save_model(self):
+        super()._save_model()
+        state = {"epoch": self._current_epoch}
+        if self.budget is not None:
+            state["budget"] = {
+                "seconds_used": time.perf_counter() - self.budget.start,
+                "durations": self.budget.durations,
+            }
+        if isinstance(self.schedule, LinearDecaySchedule):
+            state["total_steps"] = int(self.schedule.total_steps)
+        if self.best is not None:
+            state["best_val_loss"] = float(self.best.best)
+        if self.early_stopping is not None:
+            stopping = self.early_stopping
+            state["early_stopping"] = {"wait": stopping.wait, "best": float(stopping.best)}
+        write_atomic(self.state_file, json.dumps(state))
+
+    def _load_model(self):
+        super()._load_model()
+        if self.state_file.exists():
+            self._pending = json.loads(self.state_file.read_text())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # After every callback's on_train_begin, which reset their own state.
+        if self._pending is not None:
+            self._restore(self._pending)
+            self._pending = None
+
+    def _restore(self, state: dict) -> None:
+        if state["epoch"] != self.model._initial_epoch:
+            log.warning("resume: run state of epoch %s, backup of epoch %s; using both as found",
+                        state["epoch"], self.model._initial_epoch)  # fmt: skip
+        if self.budget is not None and "budget" in state:
+            self.budget.start -= state["budget"]["seconds_used"]
+            self.budget.durations = list(state["budget"]["durations"])
+        if isinstance(self.schedule, LinearDecaySchedule) and "total_steps" in state:
+            self.schedule.set_total_steps(state["total_steps"])
+        if self.best is not None and "best_val_loss" in state:
+            self.best.best = state["best_val_loss"]
+        if self.early_stopping is not None and "early_stopping" in state:
+            self.early_stopping.wait = state["early_stopping"]["wait"]
+            self.early_stopping.best = state["early_stopping"]["best"]
+        log.info("resumed after epoch %d with the run's state: %s", state["epoch"], state)
+
+
 def make_callbacks(
     cfg: DictConfig, run: RunDir, start: float | None = None, schedule=None
 ) -> list[keras.callbacks.Callback]:
-    callbacks = [Throughput()]
+    budget = None
     if cfg.train.max_minutes:
         # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
         # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
         # LearningRate and EpochSummary, so the rate they log follows a moved zero point.
         auto = cfg.train.decay == "linear" and cfg.train.decay_steps == "auto"
-        callbacks.append(TimeBudget(cfg.train.max_minutes, start, schedule if auto else None))
+        budget = TimeBudget(cfg.train.max_minutes, start, schedule if auto else None)
+    best = keras.callbacks.ModelCheckpoint(
+        str(run.weights_file("best")),
+        save_weights_only=True,
+        save_best_only=True,
+        monitor="val_loss",
+        mode="min",
+    )
+    stopping = None
+    if cfg.train.early_stopping_patience:
+        stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.train.early_stopping_patience
+        )
+    callbacks = [Throughput(), *([budget] if budget else []), LearningRate()]
     callbacks += [
-        LearningRate(),
-        keras.callbacks.BackupAndRestore(str(run.backup_dir), delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(run.weights_file("last")), save_weights_only=True, save_best_only=False
         ),
-        keras.callbacks.ModelCheckpoint(
-            str(run.weights_file("best")),
-            save_weights_only=True,
-            save_best_only=True,
-            monitor="val_loss",
-            mode="min",
-        ),
+        best,
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run),
     ]
@@ -203,12 +275,8 @@ def make_callbacks(
         callbacks.append(AverageCheckpoints(cfg.train.average_last, run))
     if cfg.train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.logs_dir), update_freq="epoch"))
-    if cfg.train.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=cfg.train.early_stopping_patience,
-                restore_best_weights=False,
-            )
-        )
+    if stopping:
+        callbacks.append(stopping)
+    # Last, so that its backup holds every other callback's state after the epoch.
+    callbacks.append(RunBackup(run, budget, schedule, best, stopping))
     return callbacks

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from translator.errors import RunDirError
-from translator.run_dir import RunDir, latest_finished, locate, write_atomic
+from translator.run_dir import RunDir, latest_finished, locate, save_weights_atomic, write_atomic
 
 
 def fake_run(checkpoints, name, mtime, finished=True, backup=False):
@@ -64,3 +64,34 @@ def test_choose_weights_refuses_an_unknown_choice(tmp_path):
         RunDirError, match="weights='newest': expected auto, best, last or averaged"
     ):
         RunDir(tmp_path).choose_weights("newest")
+
+
+def small_model():
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.build((None, 3))
+    return model
+
+
+def test_a_weights_writer_that_dies_halfway_leaves_the_previous_file(tmp_path, monkeypatch):
+    model = small_model()
+    path = tmp_path / "best.weights.h5"
+    save_weights_atomic(model, path)
+    before = model.get_weights()
+    model.set_weights([w + 1.0 for w in before])
+    real = model.save_weights
+
+    def dies_halfway(filepath, **kwargs):
+        real(filepath, **kwargs)
+        data = open(filepath, "rb").read()
+        open(filepath, "wb").write(data[: len(data) // 2])  # half a file on disk, then death
+        raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(model, "save_weights", dies_halfway)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        save_weights_atomic(model, path)
+    reloaded = small_model()
+    reloaded.load_weights(path)
+    for old, loaded in zip(before, reloaded.get_weights(), strict=True):
+        assert (old == loaded).all()  # the previous complete weights, not half of the new ones

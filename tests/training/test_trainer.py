@@ -222,10 +222,13 @@ def test_a_resumed_run_is_the_same_experiment(tmp_path):
     assert [h["epoch"] for h in again] == [h["epoch"] for h in straight] == [1, 2, 3, 4, 5, 6]
     for key in ("learning_rate", "decay_steps", "budget_minutes_left", "loss", "val_loss"):
         assert [h.get(key) for h in again] == pytest.approx([h.get(key) for h in straight]), key
-    best = [Translator.from_run_dir(tmp_path / name, weights="best").model.get_weights()
-            for name in ("straight", "resumed")]  # fmt: skip
-    for a, b in zip(*best, strict=True):  # threaded float sums differ in their last bits;
-        np.testing.assert_allclose(a, b, atol=5e-3)  # 15 steps on, by up to ~1e-3
+    # The best weights compute the same function. (Not every weight is equal: parameters with a
+    # zero gradient in exact arithmetic, such as the attention key bias, which softmax ignores,
+    # get float noise that Adam turns into full-size steps in either run.)
+    ids = np.random.default_rng(0).integers(4, 300, size=(4, 9)).astype(np.int32)
+    logits = [Translator.from_run_dir(tmp_path / name, weights="best").model((ids, ids))
+              for name in ("straight", "resumed")]  # fmt: skip
+    np.testing.assert_allclose(logits[0], logits[1], atol=2e-3)
 
 
 class FakeModel:

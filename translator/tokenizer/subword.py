@@ -128,9 +128,11 @@ class SubwordTokenizer(tf.Module):
         return self._run("id_to_string", tf.cast(ids, tf.int32))
 
     def save(self, path: Path) -> None:
+        from translator.run_dir import write_atomic
+
         path = Path(path)
-        path.with_suffix(".model").write_bytes(self.model_proto)
-        path.with_suffix(".json").write_text(json.dumps({"lowercase": self.lowercase}))
+        write_atomic(path.with_suffix(".model"), self.model_proto)
+        write_atomic(path.with_suffix(".json"), json.dumps({"lowercase": self.lowercase}))
 
     @classmethod
     def load(cls, path: Path) -> SubwordTokenizer:

@@ -137,6 +137,30 @@ class EpochSummary(keras.callbacks.Callback):
         )
 
 
+class SaveWeights(keras.callbacks.Callback):
+    """Writes the run's `last` weights after every epoch, or its `best` ones after every epoch
+    that lowers the validation loss, each through a temporary file (`save_weights_atomic`): a
+    crash mid-write leaves the previous complete file.
+
+    Attributes:
+        best: the lowest validation loss so far (what `RunBackup` saves and restores).
+    """
+
+    def __init__(self, run: RunDir, kind: str):
+        super().__init__()
+        self.path = run.weights_file(kind)
+        self.only_improvements = kind == "best"
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.only_improvements:
+            loss = (logs or {}).get("val_loss")
+            if loss is None or not loss < self.best:
+                return
+            self.best = float(loss)
+        save_weights_atomic(self.model, self.path)
+
+
 class AverageCheckpoints(keras.callbacks.Callback):
     """Keeps the weights of the last `count` epochs in the run's `epochs/` folder and, when
     training ends, writes their element-wise mean to its averaged weights (checkpoint averaging,
@@ -153,7 +177,7 @@ class AverageCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.run.epochs_dir.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(str(self.run.epoch_weights_file(epoch + 1)))
+        save_weights_atomic(self.model, self.run.epoch_weights_file(epoch + 1))
         for old in self.run.epoch_weights_files()[: -self.count]:
             old.unlink()
 
@@ -185,7 +209,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     Args:
         run: the run directory (its `backup/` folder).
         budget, schedule, best, early_stopping: the run's TimeBudget, learning-rate schedule,
-            best-weights ModelCheckpoint and EarlyStopping, each None when the run has none.
+            best-weights SaveWeights and EarlyStopping, each None when the run has none.
     """
 
     def __init__(self, run: RunDir, budget=None, schedule=None, best=None, early_stopping=None):
@@ -250,13 +274,7 @@ def make_callbacks(
         # LearningRate and EpochSummary, so the rate they log follows a moved zero point.
         auto = cfg.train.decay == "linear" and cfg.train.decay_steps == "auto"
         budget = TimeBudget(cfg.train.max_minutes, start, schedule if auto else None)
-    best = keras.callbacks.ModelCheckpoint(
-        str(run.weights_file("best")),
-        save_weights_only=True,
-        save_best_only=True,
-        monitor="val_loss",
-        mode="min",
-    )
+    best = SaveWeights(run, "best")
     stopping = None
     if cfg.train.early_stopping_patience:
         stopping = keras.callbacks.EarlyStopping(
@@ -264,9 +282,7 @@ def make_callbacks(
         )
     callbacks = [Throughput(), *([budget] if budget else []), LearningRate()]
     callbacks += [
-        keras.callbacks.ModelCheckpoint(
-            str(run.weights_file("last")), save_weights_only=True, save_best_only=False
-        ),
+        SaveWeights(run, "last"),
         best,
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run),

@@ -74,11 +74,7 @@ def read_lines(path: Path) -> list[str]:
 
     Errors name the file, and for a bad byte the line it is on.
     """
-    if not path.is_file():
-        raise CorpusError(f"{path}: file not found")
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = _gunzip(path, data)
+    data = read_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -89,6 +85,14 @@ def read_lines(path: Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()  # the file's final newline
     return [line.strip() for line in lines]
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a file, decompressed when its name ends in .gz; errors name the file."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found")
+    data = path.read_bytes()
+    return _gunzip(path, data) if path.suffix == ".gz" else data
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:

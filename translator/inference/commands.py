@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from translator.data.corpus import read_file
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.translator import Translation, Translator
 from translator.run_dir import write_atomic
@@ -44,11 +45,10 @@ def read_stdin_lines(strict: bool):
 
 
 def read_input(path: Path, strict: bool) -> tuple[list[str], CorpusError | None]:
-    """The lines of an input file, and with `strict` the error of its first undecodable line
-    (the lines before it are returned, to be translated before the error is reported)."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: file not found")
-    raws = path.read_bytes().split(b"\n")
+    """The lines of an input file (plain or .gz), and with `strict` the error of its first
+    undecodable line (the lines before it are returned, to be translated before the error is
+    reported)."""
+    raws = read_file(path).split(b"\n")
     if raws and raws[-1] == b"":
         raws.pop()  # the file's final newline
     lines = []

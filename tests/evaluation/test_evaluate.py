@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,49 @@ def test_evaluate_with_a_file_pair_and_bad_pairs(trained_run, tmp_path):
             f"run_dir={cfg.run_dir}", f"source={tmp_path / 'src.de'}",
             f"reference={tmp_path / 'ref.en'}",
         ]))  # fmt: skip
+
+
+def test_evaluate_reports_confidence_intervals_and_says_when_it_replaces_a_report(
+    trained_run, capsys, caplog
+):
+    cfg, _ = trained_run
+    overrides = [f"run_dir={cfg.run_dir}", "split=train"]
+    first = evaluate(load_config("evaluate", overrides))
+    for key in ("bleu", "bleu_lowercase", "chrf"):
+        assert first["confidence_95"][key] is not None and 0 <= first["confidence_95"][key] < 10
+    assert "± " in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="translator.evaluation.evaluate"):
+        again = evaluate(load_config("evaluate", overrides))
+    assert again["scores"] == first["scores"]
+    assert "replacing the earlier report" in caplog.text
+
+
+def test_evaluate_compares_with_a_hypotheses_file_and_with_another_run(
+    trained_run, tmp_path, capsys
+):
+    cfg, _ = trained_run
+    overrides = [f"run_dir={cfg.run_dir}", "split=train"]
+    references = load_config("evaluate", overrides)  # the 64 memorised training pairs
+    report = evaluate(references)
+    hypotheses = Path(report["hypotheses"]).read_text(encoding="utf-8").splitlines()
+    worse = tmp_path / "worse.en"
+    worse.write_text("\n".join(" ".join(h.split()[:3]) for h in hypotheses) + "\n")
+    compared = evaluate(load_config("evaluate", [*overrides, f"compare={worse}"]))["compared_with"]
+    assert compared["baseline"] == str(worse)
+    assert compared["bleu"]["system"] == report["scores"]["bleu"]
+    assert compared["bleu"]["difference"] > 20 and compared["bleu"]["p_value"] < 0.05
+    printed = capsys.readouterr().out
+    assert "paired bootstrap test against" in printed and "significant at 0.05" in printed
+
+    # Another run without reports of its own (a copy of this one): translated now, identical.
+    other = tmp_path / "other"
+    shutil.copytree(cfg.run_dir, other, ignore=shutil.ignore_patterns("eval"))
+    compared = evaluate(load_config("evaluate", [*overrides, f"compare={other}"]))["compared_with"]
+    assert compared["baseline"] == "other (multi30k_de_en-train.best.greedy)"
+    assert compared["bleu"]["difference"] == 0 and compared["chrf"]["difference"] == 0
+
+    worse.write_text("just one line\n")
+    with pytest.raises(CorpusError, match="compare=.*worse.en: 1 hypotheses for 64 sentences"):
+        evaluate(load_config("evaluate", [*overrides, f"compare={worse}"]))
+    with pytest.raises(CorpusError, match="compare=/nowhere: no such run directory"):
+        evaluate(load_config("evaluate", [*overrides, "compare=/nowhere"]))

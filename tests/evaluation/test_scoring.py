@@ -1,6 +1,9 @@
+import numpy as np
+import pytest
 import sacrebleu
 
-from translator.evaluation.scoring import score
+from tests.conftest import MULTI30K
+from translator.evaluation.scoring import paired_test, score
 
 HYPOTHESES = [
     "A man in a red shirt is riding a bike.",
@@ -29,9 +32,46 @@ def test_signatures_name_the_settings():
     ours = score(HYPOTHESES, REFERENCES)
     assert "case:mixed" in ours["bleu"]["signature"] and "tok:13a" in ours["bleu"]["signature"]
     assert "case:lc" in ours["bleu_lowercase"]["signature"]
-    assert ours["chrf"]["signature"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0")
+    assert ours["chrf"]["signature"].startswith(
+        "nrefs:1|bs:1000|seed:12345|case:mixed|eff:yes|nc:6"
+    )
 
 
 def test_identical_text_scores_100():
     ours = score(REFERENCES, REFERENCES)
     assert ours["bleu"]["score"] == ours["chrf"]["score"] == 100.0
+
+
+@pytest.fixture(scope="module")
+def captions():
+    """300 real English references, and three systems: two drop a tenth of the words (other
+    draws), one two fifths (seeded)."""
+    lines = (MULTI30K / "validation.en").read_text(encoding="utf-8").splitlines()[:300]
+    rng = np.random.default_rng(0)
+
+    def drop(rate):
+        return [" ".join(w for w in line.split() if rng.random() >= rate) for line in lines]
+
+    return lines, drop(0.1), drop(0.4), drop(0.1)
+
+
+def test_confidence_intervals_are_sacrebleus_bootstrap(captions):
+    references, good, _, _ = captions
+    ours = score(good, references)
+    theirs = sacrebleu.metrics.BLEU().corpus_score(good, [references], n_bootstrap=1000)
+    assert f"± {ours['bleu']['ci']:.2f}" in str(theirs)
+    for name in ("bleu", "bleu_lowercase", "chrf"):
+        assert 0.1 < ours[name]["ci"] < 5, name
+    assert score(good, references, bootstrap=0)["bleu"]["ci"] is None
+
+
+def test_paired_test_tells_a_real_difference_from_none(captions):
+    references, good, bad, alike = captions
+    result = paired_test(("good", good), ("bad", bad), references)
+    for name, metric in (("bleu", sacrebleu.corpus_bleu), ("chrf", sacrebleu.corpus_chrf)):
+        assert result[name]["system"] == round(metric(good, [references]).score, 2)
+        assert result[name]["baseline"] == round(metric(bad, [references]).score, 2)
+        assert result[name]["difference"] > 10 and result[name]["p_value"] < 0.01
+    same = paired_test(("good", good), ("alike", alike), references)
+    for name in ("bleu", "chrf"):
+        assert abs(same[name]["difference"]) < 2.5 and same[name]["p_value"] > 0.05

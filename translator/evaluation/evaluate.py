@@ -14,9 +14,9 @@ from tqdm import tqdm
 from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
-from translator.evaluation.scoring import score
+from translator.evaluation.scoring import paired_test, score
 from translator.inference.translator import Translator
-from translator.run_dir import write_atomic
+from translator.run_dir import RunDir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +46,33 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Translate, score with sacreBLEU, and write hypotheses and a JSON report into the run dir."""
+    """Translate, score with sacreBLEU (with bootstrap confidence intervals, and with
+    `compare=...` a paired test against another run), and write hypotheses and a JSON report
+    into the run directory."""
     translator = Translator.from_command(cfg)
     run, decode = translator.run, translator.decode
     weights = run.weights_kind(translator.weights_file)
     name, sources, references = test_set(cfg, translator.run_config)
+    baseline = compared_hypotheses(cfg, name, len(sources)) if cfg.compare else None
 
     start = time.perf_counter()
-    with tqdm(total=len(sources), unit="sent", desc=f"translating {name}", file=sys.stderr) as bar:
-        hypotheses = [t.text for t in translator.translate_detailed(sources, progress=bar.update)]
+    hypotheses = translate_all(translator, sources, f"translating {name}")
     seconds = time.perf_counter() - start
-    scores = score(hypotheses, references)
+    scores = score(hypotheses, references, cfg.bootstrap)
 
     out_dir = run.eval_dir
     out_dir.mkdir(exist_ok=True)
     stem = f"{name}.{weights}.{decode_name(decode)}"
-    hyp_path = out_dir / f"{stem}.hyp"
+    hyp_path, report_path = out_dir / f"{stem}.hyp", out_dir / f"{stem}.json"
+    if report_path.exists():
+        log.warning("replacing the earlier report %s (and its hypotheses)", report_path)
     write_atomic(hyp_path, "\n".join(hypotheses) + "\n")
     report = {
         "run_dir": str(run),
         "dataset": name,
         "sentences": len(sources),
         "scores": {k: v["score"] for k, v in scores.items()},
+        "confidence_95": {k: v["ci"] for k, v in scores.items()},
         "signatures": {k: v["signature"] for k, v in scores.items()},
         "details": {k: v["details"] for k, v in scores.items()},
         "decode": OmegaConf.to_container(decode, resolve=True),
@@ -76,24 +81,78 @@ def evaluate(cfg: DictConfig) -> dict:
         "sentences_per_second": round(len(sources) / seconds, 2) if seconds else None,
         "hypotheses": str(hyp_path),
     }
-    report_path = out_dir / f"{stem}.json"
+    if baseline is not None:
+        system = (f"{run.path.name} ({stem})", hypotheses)
+        report["compared_with"] = {
+            "baseline": baseline[0],
+            **paired_test(system, baseline, references, max(cfg.bootstrap, 1)),
+        }
     write_atomic(report_path, json.dumps(report, indent=2, ensure_ascii=False))
     print_table(report, report_path)
     return report
 
 
+def translate_all(translator: Translator, sources: list[str], description: str) -> list[str]:
+    with tqdm(total=len(sources), unit="sent", desc=description, file=sys.stderr) as bar:
+        return [t.text for t in translator.translate_detailed(sources, progress=bar.update)]
+
+
+def compared_hypotheses(cfg: DictConfig, name: str, count: int) -> tuple[str, list[str]]:
+    """(name, hypotheses) of what `compare` names: a file of hypotheses, one per line, or a run
+    directory: its latest report on the same test set, else its translations made now (with
+    its own decode settings and weights)."""
+    path = Path(cfg.compare)
+    if path.is_file():
+        label, hypotheses = str(path), read_lines(path)
+    elif path.is_dir():
+        label, hypotheses = run_hypotheses(RunDir(path), cfg, name)
+    else:
+        raise CorpusError(f"compare={cfg.compare}: no such run directory or hypotheses file")
+    if len(hypotheses) != count:
+        raise CorpusError(f"compare={cfg.compare}: {len(hypotheses)} hypotheses for {count} "
+                          f"sentences of {name}")  # fmt: skip
+    return label, hypotheses
+
+
+def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list[str]]:
+    reports = sorted(other.eval_dir.glob(f"{name}.*.json"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        report = json.loads(reports[-1].read_text(encoding="utf-8"))
+        return f"{other.path.name} ({reports[-1].stem})", read_lines(Path(report["hypotheses"]))
+    log.info("%s has no report on %s: translating it with that run", other, name)
+    own = OmegaConf.merge(cfg, {"run_dir": str(other.path), "weights": "auto",
+                                "decode": {k: None for k in cfg.decode}})  # fmt: skip
+    translator = Translator.from_command(own)
+    _, sources, _ = test_set(cfg, translator.run_config)
+    label = (
+        f"{other.path.name} ({name}.{other.weights_kind(translator.weights_file)}."
+        f"{decode_name(translator.decode)})"
+    )
+    return label, translate_all(translator, sources, f"translating {name} with {other}")
+
+
 def print_table(report: dict, report_path: Path) -> None:
-    rows = [
-        ("BLEU", report["scores"]["bleu"], report["signatures"]["bleu"]),
-        (
-            "BLEU (lowercased)",
-            report["scores"]["bleu_lowercase"],
-            report["signatures"]["bleu_lowercase"],
-        ),
-        ("chrF", report["scores"]["chrf"], report["signatures"]["chrf"]),
-    ]
+    labels = {"bleu": "BLEU", "bleu_lowercase": "BLEU (lowercased)", "chrf": "chrF"}
     print(f"{report['dataset']}: {report['sentences']} sentences, "
           f"{report['sentences_per_second']} sentences/s")  # fmt: skip
-    for label, value, signature in rows:
-        print(f"  {label:<18} {value:6.2f}   {signature}")
+    for key, label in labels.items():
+        ci = report["confidence_95"][key]
+        interval = f"± {ci:5.2f}" if ci is not None else " " * 7
+        print(f"  {label:<18} {report['scores'][key]:6.2f} {interval}   "
+              f"{report['signatures'][key]}")  # fmt: skip
+    if ci is not None:
+        print("  (± half the bootstrap 95% confidence interval)")
+    if "compared_with" in report:
+        print_comparison(report["compared_with"])
     print(f"report: {report_path}\nhypotheses: {report['hypotheses']}")
+
+
+def print_comparison(comparison: dict) -> None:
+    print(f"paired bootstrap test against {comparison['baseline']}:")
+    for key, label in (("bleu", "BLEU"), ("chrf", "chrF")):
+        row = comparison[key]
+        verdict = "significant" if row["p_value"] < 0.05 else "not significant"
+        print(
+            f"  {label:<6} {row['system']:6.2f} vs {row['baseline']:6.2f} "
+            f"({row['difference']:+.2f}), p = {row['p_value']:.4f}: {verdict} at 0.05"
+        )

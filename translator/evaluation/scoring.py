@@ -1,28 +1,81 @@
-"""Corpus-level scores with sacreBLEU, each with its signature for reproducibility."""
+"""Corpus-level scores with sacreBLEU, each with its signature and 95% confidence interval, and
+sacreBLEU's paired significance test between two systems on the same references."""
 
 from __future__ import annotations
 
+import json
+
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
+
+BOOTSTRAP_SAMPLES = 1000  # sacreBLEU's default; its resampling seed is fixed (SACREBLEU_SEED)
 
 
-def score(hypotheses: list[str], references: list[str]) -> dict:
-    """BLEU (cased, 13a), BLEU lowercased (comparable with published Multi30k figures) and chrF.
+def metrics() -> dict:
+    """BLEU (cased, 13a: sacreBLEU's default), BLEU lowercased (comparable with published
+    Multi30k figures) and chrF."""
+    return {
+        "bleu": BLEU(tokenize="13a"),
+        "bleu_lowercase": BLEU(tokenize="13a", lowercase=True),
+        "chrf": CHRF(),
+    }
 
-    Returns:
-        {"bleu": {"score", "signature", "details"}, "bleu_lowercase": {...}, "chrf": {...}}.
-    """
+
+def check_lengths(hypotheses: list[str], references: list[str]) -> None:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+
+
+def score(hypotheses: list[str], references: list[str], bootstrap: int = BOOTSTRAP_SAMPLES
+          ) -> dict:  # fmt: skip
+    """Each metric's score and, with `bootstrap` resamples (0: none), the half-width of its
+    bootstrap 95% confidence interval (sacreBLEU's `μ ± ci`).
+
+    Returns:
+        {"bleu": {"score", "ci", "signature", "details"}, "bleu_lowercase": {...}, "chrf": {...}}.
+    """
+    check_lengths(hypotheses, references)
     results = {}
-    for name, metric in (
-        ("bleu", BLEU(tokenize="13a")),
-        ("bleu_lowercase", BLEU(tokenize="13a", lowercase=True)),
-        ("chrf", CHRF()),
-    ):
-        result = metric.corpus_score(hypotheses, [references])
+    for name, metric in metrics().items():
+        result = metric.corpus_score(hypotheses, [references], n_bootstrap=max(bootstrap, 1))
+        signature = str(metric.get_signature())
+        fields = json.loads(result.format(signature=signature, is_json=True))
         results[name] = {
             "score": round(result.score, 2),
-            "signature": str(metric.get_signature()),
+            "ci": fields.get("confidence_var"),
+            "signature": signature,
             "details": str(result),
         }
     return results
+
+
+def paired_test(system: tuple[str, list[str]], baseline: tuple[str, list[str]],
+                references: list[str], bootstrap: int = BOOTSTRAP_SAMPLES) -> dict:  # fmt: skip
+    """sacreBLEU's paired bootstrap resampling test of `system` against `baseline` (each a
+    (name, hypotheses) pair) on cased BLEU and chrF.
+
+    Returns:
+        {"bleu": {"system", "baseline", "difference", "p_value", "signature"}, "chrf": {...}}:
+        p_value is the chance of a difference this large if the systems were equally good.
+    """
+    for _, hypotheses in (system, baseline):
+        check_lengths(hypotheses, references)
+    chosen = {"bleu": BLEU(tokenize="13a"), "chrf": CHRF()}
+    test = PairedTest([baseline, system], chosen, [references], test_type="bs",
+                      n_samples=bootstrap)  # fmt: skip
+    signatures, results = test()
+    report = {}
+    for (name, _), (metric, (base, new)) in zip(chosen.items(), _columns(results), strict=True):
+        report[name] = {
+            "system": round(new.score, 2),
+            "baseline": round(base.score, 2),
+            "difference": round(new.score - base.score, 2),
+            "p_value": round(float(new.p_value), 4),
+            "signature": str(signatures[metric]),
+        }
+    return report
+
+
+def _columns(results: dict) -> list:
+    """The per-metric columns of PairedTest's results, in order (its first is the names)."""
+    return [(metric, column) for metric, column in results.items() if metric != "System"]

@@ -25,7 +25,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export bench bench-train bench-translate clean
+.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export bench bench-train bench-translate bench-quality clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-train: $(STAMP) ## Training throughput benchmark (prints JSON)
 
 bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_translate.py $(hydra_run) $(ARGS)
+
+bench-quality: $(STAMP) ## Train experiments at 10/20/40-minute budgets and score each (prints JSON; hours)
+	$(PY) bench/bench_quality.py $(ARGS)
 
 clean: ## Remove caches (keeps .venv and checkpoints)
 	rm -rf .pytest_cache .ruff_cache outputs multirun

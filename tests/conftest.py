@@ -61,10 +61,15 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+# Multi30k de->en without an experiment's tuned settings.
+TINY_BASE = ("~experiment", "data=multi30k_de_en", "tokenizer=shared")
+
+
 def tiny_run(run_dir, *overrides: str):
-    """A tiny model on 64 real Multi30k de->en pairs, validated on those same pairs."""
+    """A tiny model on 64 real Multi30k de->en pairs, validated on those same pairs: the
+    default train settings (configs/train/default.yaml), not a tuned experiment's."""
     return compose(
-        "experiment=multi30k_de_en",
+        *TINY_BASE,
         "model=tiny",
         "model.d_model=64",
         "model.dff=128",

@@ -87,11 +87,20 @@ def test_values_of_the_wrong_type_or_unknown_keys_fail_at_composition(override, 
         ("data.bidirectional_steps=-1", "data.bidirectional_steps=-1: expected a number >= 0"),
         ("tokenizer.sample_alpha=0", "tokenizer.sample_alpha=0.0: expected a number above 0"),
         ("model.num_heads=5", "model.num_heads=5: expected a divisor of d_model=192"),
-        ("train.precision=fp8", "train.precision='fp8': expected float32, mixed_float16 or"),
+        ("train.precision=fp8", "train.precision='fp8': expected auto, float32, mixed_float16"),
         ("train.decay=cosine", "train.decay='cosine': expected inverse_sqrt or linear"),
         ("train.max_minutes=null", r"decay_steps=auto: .* needs train.max_minutes"),
         ("train.decay_steps=100", "train.decay_steps=100: decay=linear needs the step .* above"),
         ("decode.n_best=6", "decode.n_best=6: expected at most decode.beam_size=5"),
+        (
+            "data.bidirectional_fraction=1.0",
+            r"bidirectional_fraction=1.0: expected a number in \[0, 1\)",
+        ),
+        ("train.warmup_fraction=0", r"train.warmup_fraction=0.0: expected a number in \(0, 1\)"),
+        (
+            "train.average_fraction=0.5",
+            "train.average_fraction=0.5: expected null when train.average_last",
+        ),
     ],
 )
 def test_values_out_of_range_are_refused_naming_the_key(override, message):
@@ -106,7 +115,9 @@ def test_values_out_of_range_are_refused_naming_the_key(override, message):
     [
         (["tokenizer=sentencepiece"], "share_embeddings=true needs one vocabulary"),
         (["tokenizer=sentencepiece", "model.share_embeddings=false",
-          "data.bidirectional_steps=10"], "bidirectional_steps needs one vocabulary"),
+          "data.bidirectional_steps=10"], r"data.bidirectional_fraction\) needs one vocabulary"),
+        (["tokenizer=sentencepiece", "model.share_embeddings=false",
+          "data.bidirectional_fraction=0.2"], "needs one vocabulary for both languages"),
     ],
 )  # fmt: skip
 def test_settings_that_span_groups_are_checked_together(overrides, message):

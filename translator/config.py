@@ -68,6 +68,7 @@ class DataConfig:
     cache: bool = MISSING
     source_dropout: float = MISSING
     bidirectional_steps: int = MISSING
+    bidirectional_fraction: float = 0.0
     max_pairs: int | None = None
 
     def __post_init__(self):
@@ -75,6 +76,10 @@ class DataConfig:
             _refuse("data.kind", self.kind, "parallel_text or tfds")
         _number("data.source_dropout", self.source_dropout, 0, 1, closed=False)
         _number("data.bidirectional_steps", self.bidirectional_steps, 0)
+        _number("data.bidirectional_fraction", self.bidirectional_fraction, 0, 1, closed=False)
+        if self.bidirectional_steps and self.bidirectional_fraction:
+            _refuse("data.bidirectional_fraction", self.bidirectional_fraction,
+                    "0 when data.bidirectional_steps is set (one or the other)")  # fmt: skip
         _number("data.max_tokens", self.max_tokens, 3)
         for key in ("bucket_width", "batch_tokens", "batch_size", "shuffle_buffer"):
             _number(f"data.{key}", getattr(self, key), 1)
@@ -148,6 +153,8 @@ class TrainConfig:
     label_smoothing: float = MISSING
     consistency: float = MISSING
     warmup_steps: int = MISSING
+    warmup_fraction: float | None = None
+    warmup_min_steps: int = 1
     lr_scale: float = MISSING
     decay: str = MISSING
     decay_steps: Any = None  # a step, auto, or null
@@ -160,6 +167,7 @@ class TrainConfig:
     distribution: str = MISSING
     devices: list[str] | None = None
     average_last: int = MISSING
+    average_fraction: float | None = None
     early_stopping_patience: int | None = None
     max_minutes: float | None = None
     threads: int | None = None
@@ -172,8 +180,16 @@ class TrainConfig:
         _number("train.label_smoothing", self.label_smoothing, 0, 1, closed=False)
         _number("train.consistency", self.consistency, 0)
         _number("train.average_last", self.average_last, 0)
-        if self.precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
-            _refuse("train.precision", self.precision, "float32, mixed_float16 or mixed_bfloat16")
+        if self.average_fraction is not None:
+            if not 0 < self.average_fraction <= 1:
+                _refuse("train.average_fraction", self.average_fraction, "a number in (0, 1]")
+            if self.average_last:
+                _refuse("train.average_fraction", self.average_fraction,
+                        "null when train.average_last is set (one or the other)")  # fmt: skip
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            _refuse(
+                "train.precision", self.precision, "auto, float32, mixed_float16 or mixed_bfloat16"
+            )
         if self.distribution not in ("auto", "none", "mirrored", "multi_worker"):
             _refuse("train.distribution", self.distribution, "auto, none, mirrored or multi_worker")
         if self.verbose not in ("auto", 0, 1, 2):
@@ -185,6 +201,13 @@ class TrainConfig:
     def check_schedule(self) -> None:
         if self.decay not in ("inverse_sqrt", "linear"):
             _refuse("train.decay", self.decay, "inverse_sqrt or linear")
+        if self.warmup_fraction is not None:
+            if not 0 < self.warmup_fraction < 1:
+                _refuse("train.warmup_fraction", self.warmup_fraction, "a number in (0, 1)")
+            _number("train.warmup_min_steps", self.warmup_min_steps, 1, self.warmup_steps)
+            if self.decay != "linear":
+                why = "null with decay=inverse_sqrt (its warm-up shapes the whole curve)"
+                _refuse("train.warmup_fraction", self.warmup_fraction, why)
         if self.decay != "linear":
             return
         if self.decay_steps == "auto":

@@ -129,6 +129,17 @@ class RunDir:
             return 0
         return int(json.loads(metadata.read_text())["epoch"])
 
+    @property
+    def run_state_file(self) -> Path:
+        """What an interrupted run had set beyond Keras's backup (`RunBackup`)."""
+        return self.backup_dir / "run_state.json"
+
+    def resumed_state(self) -> dict:
+        """The run state an interrupted run saved with its backup ({} for a new run)."""
+        if not self.run_state_file.exists():
+            return {}
+        return json.loads(self.run_state_file.read_text())
+
     def choose_weights(self, which: str = "auto") -> Path:
         """`best` (lowest validation loss; falls back to last), `last`, `averaged`, or `auto`:
         averaged when the run wrote it, else best."""

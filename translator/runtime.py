@@ -86,6 +86,38 @@ def cpu_features(cpuinfo: str | None = None) -> dict:
     return {"cpu_model": fields.get("model name", "unknown"), "vector_extensions": vector}
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def choose_precision(precision: str, cpu: dict, gpu_capabilities: list) -> tuple[str, str]:
+    """The policy `train.precision` names, and why; `auto` resolved for this machine.
+
+    auto: mixed_bfloat16 where the hardware computes bfloat16 natively (GPUs of compute
+    capability 8.0 or later; CPUs with avx512_bf16 or AMX), float32 otherwise: emulated bfloat16
+    is slower than float32, and float16 is never used on a CPU.
+
+    Args:
+        precision: train.precision.
+        cpu: `cpu_features()`.
+        gpu_capabilities: (major, minor) compute capability of each visible GPU.
+    """
+    if precision != "auto":
+        return precision, "as configured"
+    if gpu_capabilities:
+        if min(gpu_capabilities) >= (8, 0):
+            return "mixed_bfloat16", "auto: the GPUs compute bfloat16 natively"
+        return "float32", "auto: a GPU without native bfloat16 (compute capability below 8.0)"
+    native = sorted(set(BF16_CPU_FLAGS) & set(cpu.get("vector_extensions", [])))
+    if native:
+        return "mixed_bfloat16", f"auto: the CPU computes bfloat16 natively ({', '.join(native)})"
+    return "float32", "auto: the CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)"
+
+
+def gpu_capabilities(gpus: list) -> list[tuple[int, int]]:
+    details = [tf.config.experimental.get_device_details(g) for g in gpus]
+    return [tuple(d.get("compute_capability", (0, 0))) for d in details]
+
+
 def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
     """A warning when mixed_bfloat16 trains on a CPU without bfloat16 instructions, else None.
 
@@ -94,7 +126,7 @@ def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
     """
     if precision != "mixed_bfloat16" or gpus or not cpu:
         return None
-    if {"avx512_bf16", "amx_bf16"} & set(cpu["vector_extensions"]):
+    if set(BF16_CPU_FLAGS) & set(cpu["vector_extensions"]):
         return None
     return (
         "train.precision=mixed_bfloat16 on a CPU without avx512_bf16 or amx_bf16: bfloat16 is "
@@ -103,7 +135,7 @@ def precision_warning(precision: str, cpu: dict, gpus: int) -> str | None:
 
 
 def describe_devices(
-    strategy: tf.distribute.Strategy, train: DictConfig, gpus: list, cpu: dict
+    strategy: tf.distribute.Strategy, train: DictConfig, gpus: list, cpu: dict, precision: str
 ) -> str:
     cpu = f"{cpu['cpu_model']}, {' '.join(cpu['vector_extensions'])}" if cpu else "unknown CPU"
     where = f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "CPU only (no GPU visible)"
@@ -111,7 +143,7 @@ def describe_devices(
     replicas = strategy.num_replicas_in_sync
     return (
         f"devices: {where}; strategy {type(strategy).__name__} with {replicas} replica(s); "
-        f"precision {train.precision}; XLA {'on' if train.jit_compile else 'off'}"
+        f"precision {precision}; XLA {'on' if train.jit_compile else 'off'}"
     )
 
 
@@ -119,10 +151,11 @@ def start_runtime(train: DictConfig, seed: int) -> tf.distribute.Strategy:
     """Threads, seed, precision and strategy as `train` asks; logs the device line."""
     set_threads(train.threads)
     keras.utils.set_random_seed(seed)
-    set_precision(train.precision)
-    strategy = select_strategy(train)
     gpus, cpu = tf.config.list_physical_devices("GPU"), cpu_features()
-    log.info(describe_devices(strategy, train, gpus, cpu))
-    if warning := precision_warning(train.precision, cpu, len(gpus)):
+    precision, why = choose_precision(train.precision, cpu, gpu_capabilities(gpus))
+    set_precision(precision)
+    strategy = select_strategy(train)
+    log.info(describe_devices(strategy, train, gpus, cpu, f"{precision} ({why})"))
+    if warning := precision_warning(precision, cpu, len(gpus)):
         log.warning(warning)
     return strategy

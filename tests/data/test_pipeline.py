@@ -6,7 +6,12 @@ import tensorflow as tf
 
 from tests.conftest import compose
 from translator.data import load_corpus, make_batches, padding_fraction
-from translator.data.pipeline import bucket_boundaries, drop_source_tokens
+from translator.data.pipeline import (
+    batch_sizes,
+    batches_per_pass,
+    bucket_boundaries,
+    drop_source_tokens,
+)
 from translator.tokenizer import END_ID, PAD_ID, START_ID, UNK_ID
 
 
@@ -191,3 +196,29 @@ def test_bidirectional_batches_hold_every_pair_once_each_way(
     )
     assert sum(forward.values()) == len(valid)
     assert both == forward + collections.Counter({(t, s): n for (s, t), n in forward.items()})
+
+
+def fill(batch, batch_tokens: int) -> float:
+    """A batch's padded positions (the longer side) as a fraction of the token budget."""
+    (source, target_in), _ = batch
+    return source.shape[0] * max(source.shape[1], target_in.shape[1] + 1) / batch_tokens
+
+
+def test_endless_training_batches_are_full_and_an_epoch_is_one_pass(multi30k_tokenizers, valid):
+    """Every optimizer step sees at least half the token budget: a bucket's leftover sentences
+    at the end of a pass join the next pass's instead of making small batches of their own."""
+    data = compose("experiment=multi30k_de_en", "data.batch_tokens=1024").data
+    finite = list(make_batches(valid, multi30k_tokenizers, data, training=True, seed=1))
+    assert min(fill(b, 1024) for b in finite) < 0.1  # a pass alone ends with tail batches
+
+    per_pass = batches_per_pass(valid, multi30k_tokenizers, data, replicas=1)
+    assert len(finite) - len(batch_sizes(data, 1)) < per_pass < len(finite)
+    endless = make_batches(valid, multi30k_tokenizers, data, training=True, seed=1, endless=True)
+    batches = list(endless.take(3 * round(per_pass)))
+    fills = [fill(b, 1024) for b in batches]
+    print(f"endless batches: fill {min(fills):.2f} to {max(fills):.2f} of the budget")
+    assert 0.5 <= min(fills) and max(fills) <= 1.0
+    # Three epochs of batches hold three passes' sentences, but for those still waiting in a
+    # bucket (less than a batch of each).
+    sentences = sum(b[0][0].shape[0] for b in batches)
+    assert abs(sentences - 3 * len(valid)) < sum(batch_sizes(data, 1))

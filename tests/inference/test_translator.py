@@ -49,6 +49,17 @@ def test_alone_equals_inside_a_padded_batch(trained_run, greedy, sentences):
         assert alone.score == pytest.approx(batched.score, abs=1e-4)
 
 
+def test_translations_keep_the_case_of_cased_training(trained_run, greedy, sentences):
+    """The tiny run trains on cased text (tokenizer.lowercase=false): its translations begin
+    with a capital where the references do."""
+    source, target = sentences
+    assert not trained_run[0].tokenizer.lowercase
+    hypotheses = greedy.translate(source)
+    capitalised = [h for h, t in zip(hypotheses, target, strict=True) if t[:1].isupper()]
+    assert len(capitalised) > 50  # Multi30k captions start with a capital
+    assert sum(h[:1].isupper() for h in capitalised) >= 0.95 * len(capitalised)
+
+
 def test_beam_size_one_equals_greedy(trained_run, greedy, sentences):
     source, _ = sentences
     beam1 = Translator.from_run_dir(

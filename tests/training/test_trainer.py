@@ -10,15 +10,19 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from omegaconf import OmegaConf
 
-from tests.conftest import tiny_run
+from tests.conftest import TINY_BASE, tiny_run
 from translator.config import PROJECT_ROOT
 from translator.data import load_corpus, make_batches
+from translator.data.pipeline import batch_sizes, batches_per_pass
 from translator.errors import TranslatorError
 from translator.inference.translator import Translator, load_run
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir
 from translator.tokenizer import PAD_ID, TokenizerPair
+from translator.training.plan import NEVER, StepPlan
+from translator.training.schedules import LinearDecaySchedule
 from translator.training.trainer import train
 
 pytestmark = pytest.mark.slow
@@ -89,7 +93,7 @@ KILL_AFTER_FIRST_EPOCH = textwrap.dedent(
 def test_killed_run_resumes_at_epoch_two_with_optimizer_state(tmp_path):
     run_dir = tmp_path / "run"
     overrides = [
-        "experiment=multi30k_de_en", "model=tiny", "data.max_pairs=64", "tokenizer.vocab_size=1000",
+        *TINY_BASE, "model=tiny", "data.max_pairs=64", "tokenizer.vocab_size=1000",
         "train.epochs=3", "train.steps_per_epoch=10", "train.tensorboard=false",
         f"run_dir={run_dir}",
     ]  # fmt: skip
@@ -201,7 +205,7 @@ def test_a_resumed_run_is_the_same_experiment(tmp_path):
 
     def run(name, kill_after=0):
         overrides = [
-            "experiment=multi30k_de_en", "model=tiny", "data.max_pairs=64",
+            *TINY_BASE, "model=tiny", "data.max_pairs=64",
             "tokenizer.shared=false", "tokenizer.vocab_size=1000", "train.epochs=20",
             "train.steps_per_epoch=5", "train.max_minutes=0.5", "train.warmup_steps=4",
             "train.decay=linear", "train.decay_steps=auto", "train.tensorboard=false",
@@ -257,19 +261,35 @@ class FakeOptimizer:
         self.iterations = tf.Variable(0, dtype=tf.int64)
 
 
-def test_time_budget_moves_the_zero_point_to_the_last_step_that_fits(monkeypatch):
-    from translator.training import callbacks
-    from translator.training.schedules import LinearDecaySchedule
+def plan_settings(**settings):
+    """A `cfg` with the train and data keys a StepPlan reads, linear decay to `auto`."""
+    train = {"epochs": 100, "decay_steps": "auto", "warmup_fraction": None, "warmup_steps": 4,
+             "warmup_min_steps": 1, "average_fraction": None, "average_last": 0}  # fmt: skip
+    data = {"bidirectional_fraction": 0.0}
+    for key, value in settings.items():
+        (data if key == "bidirectional_fraction" else train)[key] = value
+    return OmegaConf.create({"train": train, "data": data})
 
-    # A 100-second budget; epochs of 5 steps taking 10, 20, 10, 10 and 30 seconds.
-    clock = iter([0.0, 10.0, 30.0, 40.0, 50.0, 80.0])  # the first start, then each end
+
+def clocked_budget(monkeypatch, readings, plan, minutes, steps=5, validation_batches=0):
+    from translator.training import callbacks
+
+    clock = iter(readings)
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
-    schedule = LinearDecaySchedule(0.01, warmup_steps=4, total_steps=1000)
-    budget = callbacks.TimeBudget(minutes=100 / 60, start=0.0, schedule=schedule)
+    budget = callbacks.TimeBudget(minutes, 0.0, plan, validation_batches)
     model = FakeModel()
     model.optimizer = FakeOptimizer()
     budget.set_model(model)
-    budget.set_params({"steps": 5, "epochs": 100})
+    budget.set_params({"steps": steps, "epochs": 100})
+    return budget, model
+
+
+def test_time_budget_moves_the_zero_point_to_the_last_step_that_fits(monkeypatch):
+    # A 100-second budget; epochs of 5 steps taking 10, 20, 10, 10 and 30 seconds.
+    schedule = LinearDecaySchedule(0.01, warmup_steps=4, total_steps=1000)
+    plan = StepPlan(plan_settings(), steps_per_epoch=5, schedule=schedule)
+    readings = [0.0, 10.0, 30.0, 40.0, 50.0, 80.0]  # the first start, then each end
+    budget, model = clocked_budget(monkeypatch, readings, plan, minutes=100 / 60)
     budget.on_train_begin()
     moved = []
     for epoch in range(5):
@@ -285,6 +305,62 @@ def test_time_budget_moves_the_zero_point_to_the_last_step_that_fits(monkeypatch
     # longest epoch (30 s) no longer fits: the run stops and the zero point stays.
     assert moved == [50, 30, 40, 40, None]
     assert schedule.total_steps == 40 and budget.stopped_epoch == 5 and model.stop_training
+
+
+def test_warmup_and_averaging_follow_the_steps_a_budget_predicts(monkeypatch):
+    """The same config on a machine three times slower: a third of the steps, and a warm-up
+    and an averaging window a third as long (within the warm-up's floor and ceiling)."""
+
+    def first_epoch(seconds_per_step):
+        schedule = LinearDecaySchedule(0.01, warmup_steps=800, total_steps=100 * 100)
+        cfg = plan_settings(warmup_fraction=0.1, warmup_steps=800, warmup_min_steps=50,
+                            average_fraction=0.25)  # fmt: skip
+        plan = StepPlan(cfg, steps_per_epoch=100, schedule=schedule)
+        plan.update(100, step=0)  # before the budget knows anything: the configured epochs
+        assert schedule.warmup_steps == 800  # the ceiling, until the speed is measured
+        # Readings: the start, step 5, step 30 (the probe), then the end of the first epoch.
+        probe = [0.0, 5 * seconds_per_step, 30 * seconds_per_step, 100 * seconds_per_step]
+        # 100 steps and 30 validation batches (at a third of a step each) per epoch.
+        budget, model = clocked_budget(monkeypatch, probe, plan, minutes=20, steps=100,
+                                       validation_batches=30)  # fmt: skip
+        budget.on_train_begin()
+        budget.on_epoch_begin(0)
+        for batch in range(31):
+            model.optimizer.iterations.assign_add(1)
+            budget.on_train_batch_end(batch)
+        return schedule, plan
+
+    # 0.1 s a step: 11 s an epoch (100 + 30 / 3 steps), 1,200 / 11 -> 109 epochs, capped at 100.
+    fast, fast_plan = first_epoch(0.1)
+    assert (fast.warmup_steps, fast.total_steps) == (800, 10_000)
+    assert fast_plan.average_window(fast_plan.predicted_epochs) == 25
+    # 0.3 s a step: 33 s an epoch, 36 epochs, 3,600 steps: 360 warm-up steps, 9 epochs averaged.
+    slow, slow_plan = first_epoch(0.3)
+    assert (slow.warmup_steps, slow.total_steps) == (360, 3600)
+    assert slow_plan.predicted_epochs == 36 and slow_plan.epochs_to_keep() == 9 + 2
+    # 3 s a step: 3 epochs, 300 steps: the warm-up stops at its floor of 50.
+    slowest, _ = first_epoch(3.0)
+    assert (slowest.warmup_steps, slowest.total_steps) == (50, 300)
+
+
+def test_a_warmup_that_is_over_and_a_stage_end_the_pipeline_may_have_passed_stay():
+    schedule = LinearDecaySchedule(0.01, warmup_steps=100, total_steps=10_000)
+    end = tf.Variable(NEVER, dtype=tf.int64)
+    cfg = plan_settings(warmup_fraction=0.1, warmup_steps=100, bidirectional_fraction=0.5)
+    plan = StepPlan(cfg, steps_per_epoch=100, schedule=schedule, bidirectional_end=end)
+    assert plan.update(20, step=0) == {
+        "predicted_steps": 2000,
+        "decay_steps": 2000,
+        "warmup_steps": 100,
+        "bidirectional_steps": 1000,
+    }
+    assert plan.update(8, step=50)["warmup_steps"] == 80  # not over yet: follows
+    assert plan.update(4, step=120)["warmup_steps"] == 80  # over: stays
+    assert plan.update(4, step=120)["bidirectional_steps"] == 200  # far enough ahead: follows
+    assert plan.update(2, step=150)["bidirectional_steps"] == 200  # 50 steps ahead: stays
+    assert int(end.numpy()) == 200
+    assert plan.state() == {"predicted_epochs": 2, "bidirectional_steps": 200,
+                            "warmup_steps": 80}  # fmt: skip
 
 
 def test_time_budget_ends_a_run_normally(tmp_path):
@@ -349,23 +425,25 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_bidirectional_steps_come_first_then_one_pass_per_epoch(tmp_path):
+@pytest.mark.parametrize("setting", ["bidirectional_steps", "bidirectional_fraction"])
+def test_bidirectional_steps_come_first_then_the_forward_stream(tmp_path, setting):
     cfg = tiny_run(tmp_path / "run", "tokenizer.shared=true", "data.batch_tokens=256",
                    "train.epochs=3")  # fmt: skip
     plain = train(cfg)
     per_epoch = plain["optimizer_steps"] // 3
+    value = per_epoch if setting == "bidirectional_steps" else 1 / 3  # of 3 epochs: the first
     bidirectional = tiny_run(tmp_path / "bit", "tokenizer.shared=true", "data.batch_tokens=256",
-                             "train.epochs=3", f"data.bidirectional_steps={per_epoch}")  # fmt: skip
+                             "train.epochs=3", f"data.{setting}={value}")  # fmt: skip
     assert train(bidirectional)["optimizer_steps"] == 3 * per_epoch
 
     def history(name):
         return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
 
     # Epoch 1 drew its batches from the pairs and their reversals (other targets, other token
-    # counts); epochs 2-3 are whole passes over the de->en pairs, as in the run without it.
-    forward_tokens = history("run")[0]["tokens"]
-    assert [h["tokens"] for h in history("bit")][1:] == [forward_tokens] * 2
-    assert history("bit")[0]["tokens"] != forward_tokens
+    # counts); then the de->en stream starts, batch for batch the plain run's.
+    plain_tokens = [h["tokens"] for h in history("run")]
+    assert [h["tokens"] for h in history("bit")][1:] == plain_tokens[:2]
+    assert history("bit")[0]["tokens"] != plain_tokens[0]
     assert history("bit")[-1]["loss"] < history("bit")[0]["loss"]
 
 
@@ -424,16 +502,20 @@ def test_one_training_iterator_serves_every_epoch_and_an_epoch_is_one_pass(tmp_p
     cfg = tiny_run(tmp_path / "run", "train.epochs=3", "data.batch_tokens=256")
     metrics = train(cfg)
     training = [d for d in created if d.cardinality() == tf.data.INFINITE_CARDINALITY]
-    assert len(training) == 2  # the example batch that builds the model, then all three epochs
+    assert len(training) == 1  # all three epochs (the model is built on a validation batch)
     monkeypatch.undo()
 
     corpus = load_corpus(cfg.data, "train")
     tokenizers = TokenizerPair.load(tmp_path / "run" / "tokenizer")
     batches = list(make_batches(corpus, tokenizers, cfg.data, training=False))
     tokens = sum(int(np.sum(y.numpy() != PAD_ID)) for _, y in batches)
-    assert len(batches) > 3 and metrics["optimizer_steps"] == 3 * len(batches)
-    history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
-    assert [h["tokens"] for h in history] == [tokens] * 3  # each epoch saw the data once
+    per_pass = batches_per_pass(corpus, tokenizers, cfg.data, replicas=1)
+    assert len(batches) > per_pass > 3 and metrics["optimizer_steps"] == 3 * round(per_pass)
+    # Three epochs saw the data three times, but for the pairs still waiting in a bucket for a
+    # full batch (at most a batch of each length bucket).
+    seen = sum(json.loads(line)["tokens"] for line in open(tmp_path / "run" / "history.jsonl"))
+    largest = max(int(np.sum(y.numpy() != PAD_ID)) for _, y in batches)
+    assert abs(seen - 3 * tokens) < largest * len(batch_sizes(cfg.data, 1))
 
 
 def test_subword_regularization_trains_on_new_segmentations_every_epoch(tmp_path):

@@ -65,26 +65,39 @@ def bucket_boundaries(max_tokens: int, width: int) -> list[int]:
     return [*bounds, max_tokens + 1]
 
 
-def batch_pairs(dataset: tf.data.Dataset, data: DictConfig, replicas: int) -> tf.data.Dataset:
-    """Padded batches of (source, target) id pairs: by length bucket (about `data.batch_tokens`
-    tokens each) or `data.batch_size` sentences; with several replicas, every batch size is a
-    multiple of their number."""
+def batch_sizes(data: DictConfig, replicas: int) -> list[int]:
+    """Sentences per batch of each length bucket (one size without bucketing); with several
+    replicas, multiples of their number."""
 
     def batch_size(size: int) -> int:
         return max(replicas, size // replicas * replicas)
 
+    if not data.bucket:
+        return [batch_size(data.batch_size)]
+    bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
+    return [batch_size(data.batch_tokens // (b - 1)) for b in bounds]
+
+
+def pair_length(source, target):
+    return tf.maximum(tf.size(source), tf.size(target))
+
+
+def batch_pairs(dataset: tf.data.Dataset, data: DictConfig, replicas: int) -> tf.data.Dataset:
+    """Padded batches of (source, target) id pairs: by length bucket (about `data.batch_tokens`
+    tokens each) or `data.batch_size` sentences; with several replicas, every batch size is a
+    multiple of their number. A finite dataset ends with each bucket's partial batch."""
+    sizes = batch_sizes(data, replicas)
     if data.bucket:
         bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
-        sizes = [batch_size(data.batch_tokens // (b - 1)) for b in bounds]
         dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+            element_length_func=pair_length,
             bucket_boundaries=bounds,
             bucket_batch_sizes=[*sizes, sizes[-1]],
             padding_values=(PAD_ID, PAD_ID),
             pad_to_bucket_boundary=data.pad_to_bucket,
         )
     else:
-        dataset = dataset.padded_batch(batch_size(data.batch_size), padding_values=(PAD_ID, PAD_ID))
+        dataset = dataset.padded_batch(sizes[0], padding_values=(PAD_ID, PAD_ID))
     if replicas > 1:
         # Full batches are multiples of `replicas`; trim each partial one to a multiple too.
         dataset = dataset.map(lambda s, t: _even_rows(s, t, replicas)).filter(
@@ -101,6 +114,7 @@ def make_batches(
     seed: int = 0,
     replicas: int = 1,
     bidirectional: bool = False,
+    endless: bool = False,
 ) -> tf.data.Dataset:
     """The batched dataset of one split.
 
@@ -121,6 +135,9 @@ def make_batches(
             replica gets the same shape.
         bidirectional: every pair also comes reversed, target -> source (bidirectional
             training; both languages must share one vocabulary).
+        endless: repeat the pairs, reshuffled every pass, before batching: the batches never
+            end, and every batch is full (a bucket's leftover sentences at the end of a pass
+            join the next pass's), so no optimizer step sees a small tail batch.
 
     Returns:
         Dataset of ((source_ids, target_in), target_out), int32, padded with PAD_ID.
@@ -134,12 +151,31 @@ def make_batches(
         dataset = dataset.flat_map(_both_directions)
     if training:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if endless:
+        dataset = dataset.repeat()
     dataset = batch_pairs(dataset, data, replicas)
     rate = data.source_dropout
     if training and rate > 0:
         dataset = drop_source_tokens(dataset, rate, seed)
     dataset = dataset.map(_shift, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
+
+
+def batches_per_pass(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig, replicas: int
+                     ) -> float:  # fmt: skip
+    """Batches one pass over `corpus` makes on average in an endless stream: the sum over
+    length buckets of pairs / batch size (partial batches counted as the fraction they are)."""
+    lengths = tokenize_corpus(corpus, tokenizers, data).map(
+        pair_length, num_parallel_calls=AUTOTUNE
+    )
+    lengths = np.fromiter(lengths.as_numpy_iterator(), dtype=np.int64)
+    sizes = batch_sizes(data, replicas)
+    if not data.bucket:
+        return len(lengths) / sizes[0]
+    bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
+    buckets = np.searchsorted(bounds, lengths, side="right")  # bucket i holds lengths < bounds[i]
+    counts = np.bincount(buckets, minlength=len(sizes))
+    return float(sum(count / size for count, size in zip(counts, sizes, strict=True)))
 
 
 def drop_source_tokens(dataset: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:

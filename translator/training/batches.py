@@ -1,6 +1,6 @@
 """The batches a run trains and validates on.
 
-Training batches come from one repeated iterator for the whole run: Keras keeps it across epochs
+Training batches come from one endless iterator for the whole run: Keras keeps it across epochs
 when the data repeats and `steps_per_epoch` is set. A new iterator per epoch means dropping the
 old one, and that waits for tf.data's autotuning thread to wake from its sleep (up to a minute):
 50-s stalls on about half of the epochs of a Multi30k run.
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import tensorflow as tf
 from omegaconf import DictConfig
 
 from translator.data import Corpus, make_batches
+from translator.data.pipeline import batches_per_pass
 from translator.errors import TranslatorError
 from translator.tokenizer import TokenizerPair
 
@@ -36,36 +38,35 @@ def run_batches(
     tokenizers: TokenizerPair,
     replicas: int = 1,
     resumed_epochs: int = 0,
+    bidirectional_end: tf.Variable | None = None,
 ) -> RunBatches:
     """Batches of the (train, validation) `corpora` as `cfg.data` and `cfg.train` describe.
 
-    Training batches may sample their segmentations (subword regularization); validation batches
-    use the deterministic tokenizers. With `data.bidirectional_steps`, the first steps also train
-    on the reversed pairs. After `resumed_epochs`, the stream continues where they ended.
+    Training batches are one endless stream of full batches (`make_batches(endless=True)`); an
+    epoch is one pass on average. They may sample their segmentations (subword regularization);
+    validation batches use the deterministic tokenizers. With bidirectional training, steps
+    before `data.bidirectional_steps` (or the step `bidirectional_end` holds, which the run's
+    plan sets) also train on the reversed pairs. After `resumed_epochs`, the stream continues
+    where they ended.
     """
     train_corpus, valid_corpus = corpora
     sampling = tokenizers.sampling(cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha)
     describe_augmentation(cfg, sampling.samples)
-    train_data = make_batches(
-        train_corpus, sampling, cfg.data, training=True, seed=cfg.seed, replicas=replicas
-    )
+    stream = partial(make_batches, train_corpus, sampling, cfg.data, training=True, seed=cfg.seed,
+                     replicas=replicas, endless=True)  # fmt: skip
+    train_data = stream()
+    steps_per_epoch = steps_of_one_pass(train_corpus, tokenizers, cfg.data, replicas)
+    steps_per_epoch = cfg.train.steps_per_epoch or steps_per_epoch
     valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False, replicas=replicas)
-    # Bucket sizes depend only on sentence lengths, so the batch count of deterministic
-    # segmentations is fixed (with sampled ones it varies a little: an epoch is then the count of
-    # one pass). Telling Keras gives validation a progress bar with a total.
-    batches = count_batches(train_data, "training", cfg.data)
+    # Telling Keras the validation length gives validation a progress bar with a total.
     valid_data = with_known_length(valid_data, "validation", cfg.data)
-    steps_per_epoch = cfg.train.steps_per_epoch or batches
-    train_data = train_data.repeat()
     if cfg.data.bidirectional_steps:
-        both = make_batches(
-            train_corpus, sampling, cfg.data, training=True, seed=cfg.seed, replicas=replicas,
-            bidirectional=True,
-        )  # fmt: skip
-        train_data = both.repeat().take(cfg.data.bidirectional_steps).concatenate(train_data)
+        bidirectional_end = tf.constant(cfg.data.bidirectional_steps, tf.int64)
+    if bidirectional_end is not None:
+        train_data = switch_at(bidirectional_end, stream(bidirectional=True), train_data)
         log.info(
-            "bidirectional training: steps 1-%d also on reversed pairs, then %s->%s only",
-            cfg.data.bidirectional_steps, cfg.data.source, cfg.data.target,
+            "bidirectional training: the first steps also on reversed pairs, then %s->%s only",
+            cfg.data.source, cfg.data.target,
         )  # fmt: skip
     if resumed_epochs:
         # A resumed run takes up the stream where the interrupted one left it: the same seeded
@@ -74,6 +75,24 @@ def run_batches(
         log.info("resuming: skipping the %d batches the interrupted run trained on", skipped)
         train_data = train_data.skip(skipped)
     return RunBatches(train_data, valid_data, steps_per_epoch)
+
+
+def switch_at(step: tf.Tensor, first: tf.data.Dataset, then: tf.data.Dataset) -> tf.data.Dataset:
+    """Batches of `first` before batch number `step` (read as the stream runs), then of `then`."""
+    choice = tf.data.Dataset.counter().map(lambda i: tf.cast(i >= step, tf.int64))
+    return tf.data.Dataset.choose_from_datasets([first, then], choice)
+
+
+def steps_of_one_pass(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig, replicas: int
+                      ) -> int:  # fmt: skip
+    """Batches in one pass over the training pairs (at least 1); an error when there are none."""
+    batches = batches_per_pass(corpus, tokenizers, data, replicas)
+    if batches == 0:
+        raise TranslatorError(
+            f"the training split gives no batch: every pair is longer than data.max_tokens="
+            f"{data.max_tokens} tokens"
+        )
+    return max(1, round(batches))
 
 
 def describe_augmentation(cfg: DictConfig, sampled: bool) -> None:

@@ -68,28 +68,56 @@ class TimeBudget(keras.callbacks.Callback):
     epoch so far would overrun the budget, so every later callback (checkpoints, averaging) still
     runs and the run finishes normally.
 
-    Given a `LinearDecaySchedule`, it also moves the schedule's zero point after every epoch to
-    the last step the budget is predicted to allow: the epochs that still fit by the rule above,
-    at the median epoch time so far. The rate then reaches zero as the run ends, however fast
-    this machine turns out to be; the step is added to the logs as `decay_steps`.
+    Given a `StepPlan`, it predicts how many epochs the budget allows, first from the speed of
+    the first epoch's steps `PROBE` (the first few warm up the kernels), then after every epoch
+    from the median epoch time, and hands the prediction to the plan: the warm-up, BiT stage,
+    decay end and averaging window then follow this machine's speed. What the plan set is
+    added to the epoch's logs.
+
+    Attributes:
+        durations: the seconds of each epoch so far (saved and restored by `RunBackup`).
     """
 
-    def __init__(self, minutes: float, start: float | None = None, schedule=None):
+    PROBE = (5, 30)  # the first-epoch steps between which the speed is measured
+    VALIDATION_COST = 1 / 3  # a validation batch's time, relative to a training step's
+
+    def __init__(self, minutes: float, start: float | None = None, plan=None,
+                 validation_batches: int = 0):  # fmt: skip
         super().__init__()
         self.seconds = 60.0 * minutes
         self.start = start
-        self.schedule = schedule
+        self.plan = plan
+        self.validation_batches = validation_batches
         self.stopped_epoch = None
+        self.durations = []
 
     def on_train_begin(self, logs=None):
         if self.start is None:
             self.start = time.perf_counter()
         self.durations = []
         self._last_end = None
+        self._probe_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # An epoch lasts from the end of the one before (saving and averaging in between count).
         self._epoch_start = self._last_end or time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.durations or self.plan is None or batch not in self.PROBE:
+            return  # the prediction of the first epoch is made once, on a fresh run
+        now = time.perf_counter()
+        if batch == self.PROBE[0]:
+            self._probe_start = now
+            return
+        if self._probe_start is None:
+            return
+        per_step = (now - self._probe_start) / (self.PROBE[1] - self.PROBE[0])
+        steps = self.params["steps"] + self.VALIDATION_COST * self.validation_batches
+        epoch_seconds = per_step * steps
+        epochs = math.floor((self.seconds - (self._epoch_start - self.start)) / epoch_seconds)
+        settings = self.plan.update(epochs, self._step())
+        log.info("time budget: %.2f s per step, about %d epochs fit; %s", per_step, epochs,
+                 ", ".join(f"{k}={v}" for k, v in settings.items()))  # fmt: skip
 
     def epochs_left(self, now: float) -> int:
         """Epochs still to run: each starts only if the longest epoch so far fits after it."""
@@ -102,11 +130,10 @@ class TimeBudget(keras.callbacks.Callback):
         now = self._last_end = time.perf_counter()
         self.durations.append(now - self._epoch_start)
         left = self.epochs_left(now)
-        if self.schedule is not None and left > 0:
-            step = int(self.model.optimizer.iterations.numpy())
-            end = self.schedule.set_total_steps(step + left * self.params["steps"])
+        if self.plan is not None and left > 0:
+            settings = self.plan.update(epoch + 1 + left, self._step())
             if logs is not None:
-                logs["decay_steps"] = end
+                logs.update(settings)
         if logs is not None:
             logs["budget_minutes_left"] = max(0.0, (self.seconds - (now - self.start)) / 60)
         if left == 0:
@@ -118,6 +145,9 @@ class TimeBudget(keras.callbacks.Callback):
                 (now - self.start) / 60,
                 self.seconds / 60,
             )
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -162,27 +192,30 @@ class SaveWeights(keras.callbacks.Callback):
 
 
 class AverageCheckpoints(keras.callbacks.Callback):
-    """Keeps the weights of the last `count` epochs in the run's `epochs/` folder and, when
-    training ends, writes their element-wise mean to its averaged weights (checkpoint averaging,
-    Vaswani et al. 2017).
+    """Keeps the weights of the last epochs in the run's `epochs/` folder and, when training
+    ends, writes the element-wise mean of the last `plan.average_window(epochs)` to its averaged
+    weights (checkpoint averaging, Vaswani et al. 2017).
 
-    The epoch files live on disk, so an interrupted run that resumes still averages every kept
-    epoch. Non-trainable state (none in this model) is averaged too.
+    While the run's length is still a prediction, a few epochs more than its window are kept
+    (`StepPlan.epochs_to_keep`). The epoch files live on disk, so an interrupted run that resumes
+    still averages every kept epoch. Non-trainable state (none in this model) is averaged too.
     """
 
-    def __init__(self, count: int, run: RunDir):
+    def __init__(self, plan, run: RunDir):
         super().__init__()
-        self.count = count
+        self.plan = plan
         self.run = run
+        self.epochs = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
         self.run.epochs_dir.mkdir(parents=True, exist_ok=True)
         save_weights_atomic(self.model, self.run.epoch_weights_file(epoch + 1))
-        for old in self.run.epoch_weights_files()[: -self.count]:
+        for old in self.run.epoch_weights_files()[: -self.plan.epochs_to_keep()]:
             old.unlink()
 
     def on_train_end(self, logs=None):
-        files = self.run.epoch_weights_files()
+        files = self.run.epoch_weights_files()[-self.plan.average_window(self.epochs) :]
         if not files:
             return
         final = [v.numpy() for v in self.model.weights]
@@ -208,14 +241,16 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     Args:
         run: the run directory (its `backup/` folder).
-        budget, schedule, best, early_stopping: the run's TimeBudget, learning-rate schedule,
-            best-weights SaveWeights and EarlyStopping, each None when the run has none.
+        budget, schedule, plan, best, early_stopping: the run's TimeBudget, learning-rate
+            schedule, StepPlan, best-weights SaveWeights and EarlyStopping, each None when the
+            run has none.
     """
 
-    def __init__(self, run: RunDir, budget=None, schedule=None, best=None, early_stopping=None):
+    def __init__(self, run: RunDir, budget=None, schedule=None, plan=None, best=None,
+                 early_stopping=None):  # fmt: skip
         super().__init__(str(run.backup_dir), delete_checkpoint=True)
-        self.state_file = run.backup_dir / "run_state.json"
-        self.budget, self.schedule = budget, schedule
+        self.state_file = run.run_state_file
+        self.budget, self.schedule, self.plan = budget, schedule, plan
         self.best, self.early_stopping = best, early_stopping
         self._pending = None
 
@@ -229,6 +264,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             }
         if isinstance(self.schedule, LinearDecaySchedule):
             state["total_steps"] = int(self.schedule.total_steps)
+        if self.plan is not None:
+            state["plan"] = self.plan.state()
         if self.best is not None:
             state["best_val_loss"] = float(self.best.best)
         if self.early_stopping is not None:
@@ -256,6 +293,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             self.budget.durations = list(state["budget"]["durations"])
         if isinstance(self.schedule, LinearDecaySchedule) and "total_steps" in state:
             self.schedule.set_total_steps(state["total_steps"])
+        if self.plan is not None and "plan" in state:
+            self.plan.restore(state["plan"])
         if self.best is not None and "best_val_loss" in state:
             self.best.best = state["best_val_loss"]
         if self.early_stopping is not None and "early_stopping" in state:
@@ -265,15 +304,19 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
 
 def make_callbacks(
-    cfg: DictConfig, run: RunDir, start: float | None = None, schedule=None
+    cfg: DictConfig,
+    run: RunDir,
+    start: float | None = None,
+    schedule=None,
+    plan=None,
+    validation_batches: int = 0,
 ) -> list[keras.callbacks.Callback]:
     budget = None
     if cfg.train.max_minutes:
         # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
         # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
-        # LearningRate and EpochSummary, so the rate they log follows a moved zero point.
-        auto = cfg.train.decay == "linear" and cfg.train.decay_steps == "auto"
-        budget = TimeBudget(cfg.train.max_minutes, start, schedule if auto else None)
+        # LearningRate and EpochSummary, so the rate they log follows the plan it moved.
+        budget = TimeBudget(cfg.train.max_minutes, start, plan, validation_batches)
     best = SaveWeights(run, "best")
     stopping = None
     if cfg.train.early_stopping_patience:
@@ -287,12 +330,12 @@ def make_callbacks(
         keras.callbacks.TerminateOnNaN(),
         EpochSummary(run),
     ]
-    if cfg.train.average_last:
-        callbacks.append(AverageCheckpoints(cfg.train.average_last, run))
+    if plan is not None and plan.average_window(plan.predicted_epochs):
+        callbacks.append(AverageCheckpoints(plan, run))
     if cfg.train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.logs_dir), update_freq="epoch"))
     if stopping:
         callbacks.append(stopping)
     # Last, so that its backup holds every other callback's state after the epoch.
-    callbacks.append(RunBackup(run, budget, schedule, best, stopping))
+    callbacks.append(RunBackup(run, budget, schedule, plan, best, stopping))
     return callbacks

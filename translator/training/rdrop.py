@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from translator.model.transformer import Transformer
 from translator.training.losses import symmetric_kl
+from translator.training.model import TrainingTransformer
 
 
-class RDropTransformer(Transformer):
-    """A Transformer whose training loss adds R-Drop's consistency term.
+class RDropTransformer(TrainingTransformer):
+    """A TrainingTransformer whose training loss adds R-Drop's consistency term.
 
     Each training step runs the batch twice with different dropout masks and minimises the mean of
     the two compiled losses plus `consistency` (α) times their mean symmetric KL divergence per

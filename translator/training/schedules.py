@@ -40,9 +40,10 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup to `peak` at `warmup_steps`, then a straight line to zero at `total_steps`.
 
     For a fixed budget, ending the run at zero learning rate beats a schedule that is still high
-    when time runs out. Steps below 1 are taken as 1; steps past `total_steps` get zero. The zero
-    point lives in a variable, so `set_total_steps` can move it while a compiled step runs (a time
-    budget moves it to where the budget is predicted to end).
+    when time runs out. Steps below 1 are taken as 1; steps past `total_steps` get zero. The end
+    of the warm-up and the zero point live in variables, so `set_warmup_steps` and
+    `set_total_steps` can move them while a compiled step runs (a time budget moves them to
+    where its predicted number of steps puts them: `translator.training.plan`).
 
     Args:
         peak: the learning rate at `warmup_steps`.
@@ -54,24 +55,35 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
         if total_steps <= warmup_steps:
             raise ValueError(f"total_steps={total_steps} must exceed warmup_steps={warmup_steps}")
         self.peak = peak
-        self.warmup_steps = warmup_steps
+        self.warmup = keras.Variable(float(warmup_steps), dtype="float32", trainable=False)
         self.end = keras.Variable(float(total_steps), dtype="float32", trainable=False)
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(float(self.warmup.numpy())))
 
     @property
     def total_steps(self) -> int:
         return int(round(float(self.end.numpy())))
 
+    def set_warmup_steps(self, warmup_steps: int) -> int:
+        """Move the peak (kept at least 1 and below the zero point); returns the step set."""
+        warmup_steps = min(max(int(warmup_steps), 1), self.total_steps - 1)
+        self.warmup.assign(float(warmup_steps))
+        return warmup_steps
+
     def set_total_steps(self, total_steps: int) -> int:
-        """Move the zero point (kept past `warmup_steps`); returns the step it was set to."""
+        """Move the zero point (kept past the warm-up); returns the step it was set to."""
         total_steps = max(int(total_steps), self.warmup_steps + 1)
         self.end.assign(float(total_steps))
         return total_steps
 
     def __call__(self, step):
         step = ops.maximum(ops.cast(step, "float32"), 1.0)
+        warmup_steps = ops.convert_to_tensor(self.warmup)
         end = ops.convert_to_tensor(self.end)
-        warmup = step / self.warmup_steps
-        decay = (end - step) / (end - self.warmup_steps)
+        warmup = step / warmup_steps
+        decay = (end - step) / (end - warmup_steps)
         return self.peak * ops.clip(ops.minimum(warmup, decay), 0.0, 1.0)
 
     def get_config(self):
@@ -85,11 +97,12 @@ class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
 def build_schedule(
     d_model: int, train, max_steps: int | None = None
 ) -> keras.optimizers.schedules.LearningRateSchedule:
-    """The schedule `train.decay` names. Both peak at lr_scale * d_model^-0.5 * warmup^-0.5.
+    """The schedule `train.decay` names. Both peak at lr_scale * d_model^-0.5 * warmup^-0.5
+    (`train.warmup_steps`, also when a time budget shortens the warm-up).
 
     With `decay_steps=auto` the linear schedule first aims at `max_steps` (the most updates the
-    run may make: epochs x steps per epoch); the time budget then moves its zero point after
-    every epoch (`TimeBudget`).
+    run may make: epochs x steps per epoch); the time budget then moves its zero point, and its
+    warm-up with `train.warmup_fraction`, to its predicted steps (`translator.training.plan`).
     """
     if train.decay == "inverse_sqrt":
         return TransformerSchedule(d_model, train.warmup_steps, train.lr_scale)

@@ -23,6 +23,8 @@ from translator.training.batches import run_batches
 from translator.training.callbacks import TargetTokens, make_callbacks
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
+from translator.training.model import TrainingTransformer
+from translator.training.plan import StepPlan, bidirectional_variable
 from translator.training.rdrop import RDropTransformer
 from translator.training.schedules import build_schedule, describe_schedule
 
@@ -43,9 +45,11 @@ def check_settings(cfg: DictConfig) -> None:
     """Refuse settings that cannot work, before any data is read or anything written: each
     group's own checks (translator/config.py), then those that span groups."""
     validate(cfg)
-    if cfg.data.bidirectional_steps and not cfg.tokenizer.shared:
+    bidirectional = cfg.data.bidirectional_steps or cfg.data.bidirectional_fraction
+    if bidirectional and not cfg.tokenizer.shared:
         raise TranslatorError(
-            "data.bidirectional_steps needs one vocabulary for both languages: add tokenizer=shared"
+            "bidirectional training (data.bidirectional_steps or data.bidirectional_fraction) "
+            "needs one vocabulary for both languages: add tokenizer=shared"
         )
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise TranslatorError(
@@ -59,7 +63,7 @@ def build_model(
 ) -> Transformer:
     """The compiled model; `schedule` defaults to the one `cfg.train` describes."""
     consistency = float(cfg.train.consistency)
-    model_class = RDropTransformer if consistency else Transformer
+    model_class = RDropTransformer if consistency else TrainingTransformer
     model = model_class.from_settings(
         cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
     )
@@ -82,6 +86,17 @@ def build_model(
         jit_compile=bool(cfg.train.jit_compile),
     )
     return model
+
+
+def make_plan(cfg, steps_per_epoch: int, schedule, bidirectional_end, resumed: dict) -> StepPlan:
+    """The run's plan: as an interrupted run left it, or for a new run, sized to `train.epochs`
+    until a time budget predicts otherwise."""
+    plan = StepPlan(cfg, steps_per_epoch, schedule, bidirectional_end)
+    if resumed:
+        plan.restore(resumed.get("plan", {}))
+    else:
+        log.info("plan: %s", plan.update(cfg.train.epochs, step=0))
+    return plan
 
 
 def check_run_dir(run: RunDir) -> None:
@@ -112,14 +127,21 @@ def train(cfg: DictConfig) -> dict:
     tokenizers = prepare_tokenizers(cfg, run, corpora[0])
     run.save_config(cfg)
     replicas = strategy.num_replicas_in_sync
-    batches = run_batches(cfg, corpora, tokenizers, replicas, run.resumed_epochs())
+    resumed = run.resumed_state()
+    bidirectional_end = bidirectional_variable(cfg.data, resumed)
+    batches = run_batches(
+        cfg, corpora, tokenizers, replicas, run.resumed_epochs(), bidirectional_end
+    )
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
 
-    # Model, optimizer and schedule.
+    # Model, optimizer, schedule, and the plan of what follows the run's length.
     with strategy.scope():
         max_steps = cfg.train.epochs * batches.steps_per_epoch
         schedule = build_schedule(cfg.model.d_model, cfg.train, max_steps)
-        model = build_model(cfg, tokenizers, next(iter(batches.train)), schedule)
+        # Built on a validation batch: an iterator over the training stream would advance its
+        # shuffle's seeds by however many passes its prefetching read, before fit starts.
+        model = build_model(cfg, tokenizers, next(iter(batches.validation)), schedule)
+    plan = make_plan(cfg, batches.steps_per_epoch, schedule, bidirectional_end, resumed)
     run.save_model_settings(model.get_config())
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
 
@@ -131,7 +153,14 @@ def train(cfg: DictConfig) -> dict:
         epochs=cfg.train.epochs,
         steps_per_epoch=batches.steps_per_epoch,
         validation_steps=cfg.train.validation_steps,
-        callbacks=make_callbacks(cfg, run, start, schedule),
+        callbacks=make_callbacks(
+            cfg,
+            run,
+            start,
+            schedule,
+            plan,
+            cfg.train.validation_steps or int(batches.validation.cardinality()),
+        ),  # fmt: skip
         verbose=keras_verbosity(cfg.train.verbose),
         shuffle=False,  # the dataset shuffles itself, with a seed
     )
@@ -166,4 +195,5 @@ def summarize(history: dict, seconds: float, model: Transformer, run: RunDir) ->
         "tokens_per_second": last.get("tokens_per_second"),
         "parameters": int(model.count_params()),
         "replicas": int(tf.distribute.get_strategy().num_replicas_in_sync),
+        "precision": keras.mixed_precision.global_policy().name,
     }

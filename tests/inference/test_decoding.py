@@ -111,3 +111,37 @@ def test_length_penalty_formula():
 def test_n_best_cannot_exceed_beam():
     with pytest.raises(ValueError, match="n_best=3 cannot exceed beam_size=2"):
         run_beam(beam_size=2, alpha=0.0, n_best=3)
+
+
+# A distribution that never ends: after any token, a .6, b .4 (END all but impossible).
+ENDLESS = np.full((7, 7), TINY)
+ENDLESS[:, [A, B]] = [0.6, 0.4]
+ENDLESS_TABLE = tf.constant(np.log(ENDLESS / ENDLESS.sum(1, keepdims=True)), tf.float32)
+
+
+def endless(token_ids, index, state):
+    return tf.gather(ENDLESS_TABLE, token_ids[:, 0]), state
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_each_sentence_stops_at_its_own_length_limit_as_it_would_alone(search):
+    def run(limits, max_length):
+        state, batch = {"dummy": tf.zeros([len(limits), 1])}, len(limits)
+        if search == "greedy":
+            tokens, scores = greedy_search(endless, state, batch, max_length, limits=limits)
+            return tokens.numpy()[:, None], scores.numpy()[:, None]
+        tokens, scores = beam_search(endless, state, batch, max_length, beam_size=2, alpha=1.0,
+                                     n_best=2, limits=limits)  # fmt: skip
+        return tokens.numpy(), scores.numpy()
+
+    tokens, scores = run(tf.constant([2, 5, 3]), max_length=5)
+    for b, limit in enumerate([2, 5, 3]):
+        real = tokens[b, 0][tokens[b, 0] != PAD]
+        assert real.tolist() == [A] * limit  # cut at its own limit, not the batch's
+        alone_tokens, alone_scores = run(tf.constant([limit]), max_length=limit)
+        np.testing.assert_array_equal(tokens[b, :, :limit], alone_tokens[0])
+        np.testing.assert_allclose(scores[b], alone_scores[0], rtol=1e-6)
+    truncated = math.log(0.6) * 2  # "a a", cut at its limit of 2
+    if search == "beam":
+        truncated /= length_penalty(2, 1.0).numpy()  # normalised at the length it reached
+    assert scores[0, 0] == pytest.approx(truncated, rel=1e-5)

@@ -39,6 +39,13 @@ def _set_column(tokens, column, values):
     return tf.where(positions == column, values[..., None], tokens)
 
 
+def sentence_limits(limits, batch_size, max_length):
+    """Each sentence's output length limit (B,): `limits`, or `max_length` for all."""
+    if limits is None:
+        return tf.fill([batch_size], tf.cast(max_length, tf.int32))
+    return tf.minimum(tf.cast(limits, tf.int32), max_length)
+
+
 def greedy_search(
     next_logits: NextLogits,
     state,
@@ -46,8 +53,11 @@ def greedy_search(
     max_length,
     start_id: int = START_ID,
     end_id: int = END_ID,
+    limits=None,
 ):
-    """Pick the most probable token at each step until every sentence has produced END.
+    """Pick the most probable token at each step until every sentence has produced END or
+    reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
+    A sentence's result does not depend on the others in its batch.
 
     Returns:
         (tokens (B, L) int32 without START, END included, PAD after it;
@@ -57,6 +67,7 @@ def greedy_search(
     tokens = _set_column(tokens, 0, tf.fill([batch_size], start_id))
     scores = tf.zeros([batch_size], tf.float32)
     finished = tf.zeros([batch_size], tf.bool)
+    limits = sentence_limits(limits, batch_size, max_length)
 
     def not_done(i, tokens, scores, finished, state):
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
@@ -70,6 +81,7 @@ def greedy_search(
         scores = scores + tf.where(finished, 0.0, gained)
         tokens = _set_column(tokens, i + 1, best)
         finished = tf.logical_or(finished, best == end_id)
+        finished = tf.logical_or(finished, i + 1 >= limits)  # cut at its own limit
         return i + 1, tokens, scores, finished, state
 
     _, tokens, scores, _, _ = tf.while_loop(
@@ -88,10 +100,14 @@ def beam_search(
     n_best: int = 1,
     start_id: int = START_ID,
     end_id: int = END_ID,
+    limits=None,
 ):
     """Beam search with a length penalty.
 
-    `state` is given per sentence (first dimension B) and is tiled to B * K here.
+    `state` is given per sentence (first dimension B) and is tiled to B * K here. Each sentence
+    stops at its own length limit (`limits` (B,), each at most `max_length`; default
+    `max_length`): from then on its hypotheses stay as they were, so a sentence's result does
+    not depend on the others in its batch.
 
     Returns:
         (tokens (B, n_best, L) int32 without START, best first; scores (B, n_best)
@@ -109,18 +125,22 @@ def beam_search(
     finished_scores = tf.fill([batch_size, k], NEG_INF)
     finished_flags = tf.zeros([batch_size, k], tf.bool)
     batch_index = tf.range(batch_size)[:, None]  # (B, 1)
+    limits = sentence_limits(limits, batch_size, max_length)
+    longest = length_penalty(limits, alpha)  # (B,) the largest penalty each sentence can reach
 
     def not_done(i, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state):
-        # Stop once no live hypothesis can still beat the worst finished one of its sentence.
-        best_possible = alive_log_probs[:, 0] / length_penalty(max_length, alpha)
+        # Stop once no sentence below its limit has a live hypothesis that can still beat the
+        # worst finished one of its sentence.
+        best_possible = alive_log_probs[:, 0] / longest
         worst_finished = tf.reduce_min(
             tf.where(finished_flags, finished_scores, tf.float32.max), axis=1
         )
         worst_finished = tf.where(tf.reduce_all(finished_flags, axis=1), worst_finished, NEG_INF)
-        improvable = tf.reduce_any(best_possible > worst_finished)
+        improvable = tf.reduce_any(tf.logical_and(best_possible > worst_finished, i < limits))
         return tf.logical_and(i < max_length, improvable)
 
     def step(i, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state):
+        old = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
         last = tf.reshape(seqs[:, :, i], [batch_size * k, 1])
         logits, state = next_logits(last, i, state)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (B*K, V)
@@ -151,6 +171,11 @@ def beam_search(
         finished_scores, pick = tf.math.top_k(all_scores, k)
         finished_seqs = tf.gather(all_seqs, pick, batch_dims=1)
         finished_flags = tf.gather(all_flags, pick, batch_dims=1)
+        # Sentences at their limit keep their hypotheses (their state rows run on unused).
+        new = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
+        seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags = [
+            _keep_where(i >= limits, kept, value) for kept, value in zip(old, new, strict=True)
+        ]
         return i + 1, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state
 
     loop = (
@@ -166,7 +191,13 @@ def beam_search(
         not_done, step, loop
     )
     return _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags,
-                   length_penalty(max_length, alpha), n_best)  # fmt: skip
+                   longest[:, None], n_best)  # fmt: skip
+
+
+def _keep_where(stopped, kept, value):
+    """`kept` for the sentences (B,) that have `stopped`, `value` for the others."""
+    mask = tf.reshape(stopped, [-1] + [1] * (len(value.shape) - 1))
+    return tf.where(mask, kept, value)
 
 
 def _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, penalty, n):

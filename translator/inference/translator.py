@@ -158,16 +158,20 @@ class Translator:
         ids = tf.concat([tf.fill([batch, 1], START_ID), ids, tf.fill([batch, 1], END_ID)], axis=1)
         return ids.to_tensor(PAD_ID)
 
-    def max_output_length(self, source_ids: tf.Tensor) -> tf.Tensor:
-        source_length = tf.shape(source_ids)[1]
+    def output_limits(self, source_ids: tf.Tensor) -> tf.Tensor:
+        """Each sentence's output length limit (B,): ceil(a * its source length) + b tokens
+        (START and END of the source included; decode.max_length_a and _b), within the model's
+        positions. From its own length, so a sentence decodes the same alone or in a batch."""
+        source_length = tf.reduce_sum(tf.cast(source_ids != PAD_ID, tf.float32), axis=1)
         a, b = self.decode.max_length_a, self.decode.max_length_b
-        length = tf.cast(tf.math.ceil(a * tf.cast(source_length, tf.float32)), tf.int32) + b
+        length = tf.cast(tf.math.ceil(a * source_length), tf.int32) + b
         return tf.minimum(length, self.model.max_positions)
 
     def search(self, source_ids: tf.Tensor):
         """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N))."""
         batch = tf.shape(source_ids)[0]
-        max_length = self.max_output_length(source_ids)
+        limits = self.output_limits(source_ids)
+        max_length = tf.reduce_max(limits)
         memory, source_padding, _ = self.model.encode(source_ids)
         if self.decode.use_cache:
             state = (self.model.init_cache(memory, max_length), source_padding)
@@ -177,7 +181,7 @@ class Translator:
             state = (memory, source_padding, prefix)
             next_logits = self._uncached_next_logits
         if self.decode.strategy == "greedy":
-            tokens, scores = greedy_search(next_logits, state, batch, max_length)
+            tokens, scores = greedy_search(next_logits, state, batch, max_length, limits=limits)
             return tokens[:, None, :], scores[:, None]
         return beam_search(
             next_logits,
@@ -187,6 +191,7 @@ class Translator:
             beam_size=self.decode.beam_size,
             alpha=self.decode.length_penalty,
             n_best=self.decode.n_best,
+            limits=limits,
         )
 
     def _cached_next_logits(self, token_ids, index, state):

@@ -1,13 +1,11 @@
 """Score a run with sacreBLEU: `python scripts/evaluate.py [run_dir=checkpoints/RUN]`."""
 
-import hydra
 from omegaconf import DictConfig
 
-from translator.cli import run
-from translator.config import CONFIG_DIR
+from translator.cli import command, run
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
+@command("evaluate")
 def main(cfg: DictConfig) -> dict:
     from translator.evaluation.evaluate import evaluate
 

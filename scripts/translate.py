@@ -5,14 +5,12 @@ python scripts/translate.py run_dir=checkpoints/RUN input=src.txt output=hyp.txt
 echo "Hace frío." | python scripts/translate.py
 """
 
-import hydra
 from omegaconf import DictConfig
 
-from translator.cli import run
-from translator.config import CONFIG_DIR
+from translator.cli import command, run
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="translate", version_base="1.3")
+@command("translate")
 def main(cfg: DictConfig) -> dict:
     from translator.inference.commands import translate
 

@@ -1,5 +1,9 @@
 """The configs: every entry of every group composes, and the schemas refuse bad values by name."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -123,3 +127,22 @@ def test_values_out_of_range_are_refused_naming_the_key(override, message):
 def test_settings_that_span_groups_are_checked_together(overrides, message):
     with pytest.raises(TranslatorError, match=message):
         check_settings(compose(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["train.epochs=abc"], "Error merging override train.epochs=abc: Value 'abc'"),
+        (["nosuchkey=1"], "Could not override 'nosuchkey': Key 'nosuchkey' is not in struct"),
+        (["experiment=nope"], "Could not find 'experiment/nope'"),
+        (["model.dropout=[1,2]"], "model.dropout"),
+    ],
+)
+def test_a_bad_override_on_the_command_line_is_one_error_line(arguments, named):
+    done = subprocess.run(
+        [sys.executable, PROJECT_ROOT / "scripts" / "train.py", *arguments],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -22,3 +23,46 @@ def run(function: Callable, *args, **kwargs):
     except TranslatorError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def command(config_name: str):
+    """`@hydra.main` for `configs/<config_name>.yaml`, with the command line's overrides checked
+    first: a bad key or value is one `error:` line and exit code 2, where Hydra's own report
+    spans several lines and exits with 1."""
+    import hydra
+
+    from translator.config import CONFIG_DIR
+
+    def decorate(function: Callable) -> Callable:
+        hydra_main = hydra.main(
+            config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3"
+        )(function)
+
+        @functools.wraps(function)
+        def main():
+            check_overrides(config_name, sys.argv[1:])
+            return hydra_main()
+
+        return main
+
+    return decorate
+
+
+def check_overrides(config_name: str, arguments: list[str]) -> None:
+    """Compose the config with `arguments`' overrides (Hydra's own flags and `hydra.*` keys
+    aside); on failure print its reason as one line and exit 2."""
+    from translator.config import load_config
+
+    overrides = [a for a in arguments if not a.startswith(("-", "hydra."))]
+    try:
+        load_config(config_name, overrides)
+    except Exception as error:  # Hydra's and OmegaConf's composition errors
+        print(f"error: {override_error(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def override_error(error: BaseException) -> str:
+    """Hydra's error and its cause, first lines only: "Error merging override train.epochs=abc:
+    Value 'abc' of type 'str' could not be converted to Integer"."""
+    lines = [str(e).strip().splitlines()[0] for e in (error, error.__cause__) if e and str(e)]
+    return ": ".join(line.rstrip(".") for line in lines) or type(error).__name__

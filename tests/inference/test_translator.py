@@ -168,6 +168,41 @@ def test_damaged_runs_are_one_line_naming_the_file(trained_run, tmp_path, name, 
     assert "\n" not in str(error.value) and str(run) in str(error.value)
 
 
+# The probe list of the reliability issue, run as a user would: the translate script.
+PROBES = [
+    ("truncated weights", "best.weights.h5", "truncate", [], "best.weights.h5"),
+    ("config.yaml that does not parse", "config.yaml", b"data: [unclosed\n  - ", [],
+     "config.yaml"),
+    ("model.json cut short", "model.json", "truncate", [], "model.json"),
+    ("beam size 0", None, None, ["decode=beam", "decode.beam_size=0"], "decode.beam_size=0"),
+    ("negative beam size", None, None, ["decode.beam_size=-3"], "decode.beam_size=-3"),
+    ("length penalty not a number", None, None, ["decode.length_penalty=abc"],
+     "decode.length_penalty=abc"),
+    ("missing tokenizer", "tokenizer/target.model", b"", [], "tokenizer"),
+    ("unknown strategy", None, None, ["decode.strategy=sample"], "decode.strategy='sample'"),
+    ("unknown key", None, None, ["decode.temperature=2"], "decode.temperature"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "name", "how", "overrides", "named"), PROBES,
+                         ids=[p[0] for p in PROBES])  # fmt: skip
+def test_each_probe_is_one_error_line_and_exit_2(trained_run, tmp_path, case, name, how,
+                                                 overrides, named):  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)
+    if name:
+        damage(run / name, how) if how else (run / name).unlink()
+    done = subprocess.run(
+        [sys.executable, PROJECT_ROOT / "scripts" / "translate.py", f"run_dir={run}", "text=Hallo",
+         *overrides],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and named in error[0], done.stderr[-1500:]
+
+
 def test_a_tokenizer_that_does_not_fit_the_model_is_refused(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run[0].run_dir, run)

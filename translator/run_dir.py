@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -192,9 +193,27 @@ class RunDir:
     def save_metrics(self, metrics: dict) -> None:
         write_atomic(self.metrics_file, json.dumps(metrics, indent=2))
 
+    def history(self) -> list[dict]:
+        """Every epoch's logged metrics, across resumes (a last line cut short is skipped)."""
+        records = []
+        for line in self.history_file.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def remove_backup(self) -> None:
+        if self.backup_dir.exists():
+            shutil.rmtree(self.backup_dir)
+
     def append_history(self, record: dict) -> None:
-        with self.history_file.open("a") as f:
+        """One JSON line, flushed to disk before training goes on (a crash keeps every epoch
+        logged before it; a line cut short by one is the only one lost)."""
+        with self.history_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import OmegaConf
 
 from tests.conftest import TINY_BASE, tiny_run
+from tests.training.test_plan import plan_settings
 from translator.config import PROJECT_ROOT
 from translator.data import load_corpus, make_batches
 from translator.data.pipeline import batch_sizes, batches_per_pass
@@ -21,7 +21,7 @@ from translator.inference.translator import Translator, load_run
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir
 from translator.tokenizer import PAD_ID, TokenizerPair
-from translator.training.plan import NEVER, StepPlan
+from translator.training.plan import StepPlan
 from translator.training.schedules import LinearDecaySchedule
 from translator.training.trainer import train
 
@@ -177,6 +177,9 @@ ON_A_STEP_CLOCK = textwrap.dedent(
     clock = [0.0]
     time.perf_counter = lambda: clock[0]
     kill_after = int(os.environ.get("KILL_AFTER_EPOCH", "0"))
+    if os.environ.get("KILL_BEFORE_METRICS"):  # training, averaging and backup done
+        from translator.run_dir import RunDir
+        RunDir.save_metrics = lambda self, metrics: os.kill(os.getpid(), signal.SIGKILL)
 
     class Tick(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -235,6 +238,39 @@ def test_a_resumed_run_is_the_same_experiment(tmp_path):
     np.testing.assert_allclose(logits[0], logits[1], atol=2e-3)
 
 
+def test_a_run_killed_after_training_but_before_its_metrics_finishes_on_restart(tmp_path):
+    """The budget stopped the run (on a step clock: 3 epochs of 5 one-second steps fit in 18 s)
+    and it averaged; killed before metrics.json, it is neither finished nor lost: started again,
+    it trains no further epoch, averages and finishes."""
+    run_dir = tmp_path / "run"
+    driver = tmp_path / "clocked_train.py"
+    driver.write_text(ON_A_STEP_CLOCK.format(scripts=str(PROJECT_ROOT / "scripts")))
+    overrides = [
+        *TINY_BASE, "model=tiny", "data.max_pairs=64", "tokenizer.vocab_size=1000",
+        "train.epochs=20", "train.steps_per_epoch=5", "train.max_minutes=0.3",
+        "train.average_last=2", "train.tensorboard=false", f"run_dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    killed = subprocess.run([sys.executable, driver, *overrides], capture_output=True,
+                            env={**env, "KILL_BEFORE_METRICS": "1"})  # fmt: skip
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+    trained = (run_dir / "history.jsonl").read_text()
+    assert len(trained.splitlines()) == 3  # the budget stopped it
+    (run_dir / "averaged.weights.h5").unlink()  # as if killed before averaging, too
+
+    script = [sys.executable, driver, *overrides]
+    finished = subprocess.run(script, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (run_dir / "history.jsonl").read_text() == trained  # no further epoch
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_this_session"] == 0 and metrics["optimizer_steps"] == 15
+    assert metrics["val_loss"] == json.loads(trained.splitlines()[-1])["val_loss"]
+    assert (run_dir / "averaged.weights.h5").exists() and not (run_dir / "backup").exists()
+    again = subprocess.run(script, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr
+
+
 class FakeModel:
     stop_training = False
 
@@ -259,16 +295,6 @@ def test_time_budget_stops_when_the_next_epoch_would_overrun(monkeypatch):
 class FakeOptimizer:
     def __init__(self):
         self.iterations = tf.Variable(0, dtype=tf.int64)
-
-
-def plan_settings(**settings):
-    """A `cfg` with the train and data keys a StepPlan reads, linear decay to `auto`."""
-    train = {"epochs": 100, "decay_steps": "auto", "warmup_fraction": None, "warmup_steps": 4,
-             "warmup_min_steps": 1, "average_fraction": None, "average_last": 0}  # fmt: skip
-    data = {"bidirectional_fraction": 0.0}
-    for key, value in settings.items():
-        (data if key == "bidirectional_fraction" else train)[key] = value
-    return OmegaConf.create({"train": train, "data": data})
 
 
 def clocked_budget(monkeypatch, readings, plan, minutes, steps=5, validation_batches=0):
@@ -341,26 +367,6 @@ def test_warmup_and_averaging_follow_the_steps_a_budget_predicts(monkeypatch):
     # 3 s a step: 3 epochs, 300 steps: the warm-up stops at its floor of 50.
     slowest, _ = first_epoch(3.0)
     assert (slowest.warmup_steps, slowest.total_steps) == (50, 300)
-
-
-def test_a_warmup_that_is_over_and_a_stage_end_the_pipeline_may_have_passed_stay():
-    schedule = LinearDecaySchedule(0.01, warmup_steps=100, total_steps=10_000)
-    end = tf.Variable(NEVER, dtype=tf.int64)
-    cfg = plan_settings(warmup_fraction=0.1, warmup_steps=100, bidirectional_fraction=0.5)
-    plan = StepPlan(cfg, steps_per_epoch=100, schedule=schedule, bidirectional_end=end)
-    assert plan.update(20, step=0) == {
-        "predicted_steps": 2000,
-        "decay_steps": 2000,
-        "warmup_steps": 100,
-        "bidirectional_steps": 1000,
-    }
-    assert plan.update(8, step=50)["warmup_steps"] == 80  # not over yet: follows
-    assert plan.update(4, step=120)["warmup_steps"] == 80  # over: stays
-    assert plan.update(4, step=120)["bidirectional_steps"] == 200  # far enough ahead: follows
-    assert plan.update(2, step=150)["bidirectional_steps"] == 200  # 50 steps ahead: stays
-    assert int(end.numpy()) == 200
-    assert plan.state() == {"predicted_epochs": 2, "bidirectional_steps": 200,
-                            "warmup_steps": 80}  # fmt: skip
 
 
 def test_time_budget_ends_a_run_normally(tmp_path):

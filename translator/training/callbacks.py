@@ -7,6 +7,7 @@ import logging
 import math
 import statistics
 import time
+from pathlib import Path
 
 import keras
 from keras import ops
@@ -215,9 +216,13 @@ class AverageCheckpoints(keras.callbacks.Callback):
             old.unlink()
 
     def on_train_end(self, logs=None):
-        files = self.run.epoch_weights_files()[-self.plan.average_window(self.epochs) :]
+        files = self.run.epoch_weights_files()
         if not files:
             return
+        # The epochs trained: this session's count, or for a run resumed only to finish, its
+        # last epoch file's number.
+        epochs = self.epochs or int(files[-1].name.split("_")[1].split(".")[0])
+        files = files[-self.plan.average_window(epochs) :]
         final = [v.numpy() for v in self.model.weights]
         total = [0.0 * w for w in final]
         for path in files:
@@ -248,15 +253,22 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def __init__(self, run: RunDir, budget=None, schedule=None, plan=None, best=None,
                  early_stopping=None):  # fmt: skip
-        super().__init__(str(run.backup_dir), delete_checkpoint=True)
+        # The backup stays until the trainer has written metrics.json: a crash before then
+        # resumes and finishes the run (averaging, metrics) instead of leaving it half done.
+        super().__init__(str(run.backup_dir), delete_checkpoint=False)
         self.state_file = run.run_state_file
         self.budget, self.schedule, self.plan = budget, schedule, plan
         self.best, self.early_stopping = best, early_stopping
         self._pending = None
 
     def _save_model(self):
-        super()._save_model()
-        state = {"epoch": self._current_epoch}
+        # Keras's two files, each written whole (a crash mid-write keeps the previous one).
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        save_weights_atomic(self.model, Path(self._weights_path))
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        write_atomic(Path(self._training_metadata_path), json.dumps(metadata))
+        # stopped: training is over (budget, early stopping or the last epoch), not interrupted.
+        state = {"epoch": self._current_epoch, "stopped": bool(self.model.stop_training)}
         if self.budget is not None:
             state["budget"] = {
                 "seconds_used": time.perf_counter() - self.budget.start,

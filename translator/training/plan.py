@@ -76,22 +76,26 @@ class StepPlan:
         return settings
 
     def _move_warmup(self, total: int, step: int) -> int:
-        """The warm-up follows the prediction until it is over."""
+        """The warm-up follows the prediction until it is over (a shorter one than the steps
+        already taken ends now)."""
         wanted = round(self.train.warmup_fraction * total)
         wanted = min(max(wanted, self.train.warmup_min_steps), self.train.warmup_steps)
-        if step < self.schedule.warmup_steps and step < wanted:
-            return self.schedule.set_warmup_steps(wanted)
+        if step < self.schedule.warmup_steps:
+            return self.schedule.set_warmup_steps(max(wanted, step + 1))
         return self.schedule.warmup_steps
 
     def _move_bidirectional_end(self, total: int, step: int) -> int:
         """The BiT stage follows the prediction before training starts, then while its end is
-        further ahead than the batches the pipeline may already hold."""
+        further ahead than the batches the pipeline may already hold (and ends no sooner than
+        that)."""
         current = int(self.bidirectional_end.numpy())
         wanted = round(self.data.bidirectional_fraction * total)
-        if step == 0 or min(current, wanted) >= step + PIPELINE_LEAD:
-            self.bidirectional_end.assign(wanted)
-            return wanted
-        return current
+        if step > 0:
+            if current < step + PIPELINE_LEAD:
+                return current  # the pipeline may have passed it already
+            wanted = max(wanted, step + PIPELINE_LEAD)  # as soon as it safely can
+        self.bidirectional_end.assign(wanted)
+        return wanted
 
     def average_window(self, epochs: int) -> int:
         """Epochs to average at the end of a run of `epochs` (0: no averaging)."""

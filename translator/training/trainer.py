@@ -120,19 +120,10 @@ def train(cfg: DictConfig) -> dict:
     check_settings(cfg)
     run.path.mkdir(parents=True, exist_ok=True)
     strategy = start_runtime(cfg.train, cfg.seed)
-
-    # Data, tokenizers and batches.
-    corpora = load_corpus(cfg.data, "train"), load_corpus(cfg.data, "validation")
-    log.info("data: %d training pairs, %d validation pairs", *map(len, corpora))
-    tokenizers = prepare_tokenizers(cfg, run, corpora[0])
-    run.save_config(cfg)
-    replicas = strategy.num_replicas_in_sync
     resumed = run.resumed_state()
-    bidirectional_end = bidirectional_variable(cfg.data, resumed)
-    batches = run_batches(
-        cfg, corpora, tokenizers, replicas, run.resumed_epochs(), bidirectional_end
+    tokenizers, batches, bidirectional_end = prepare_data(
+        cfg, run, strategy.num_replicas_in_sync, resumed
     )
-    log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
 
     # Model, optimizer, schedule, and the plan of what follows the run's length.
     with strategy.scope():
@@ -145,33 +136,51 @@ def train(cfg: DictConfig) -> dict:
     run.save_model_settings(model.get_config())
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
 
-    # The loop: Keras fit with this project's callbacks.
+    # The loop. A run that had stopped training before it was interrupted runs no epoch: fit
+    # only ends it (averaging), then metrics are written.
+    epochs = run.resumed_epochs() if resumed.get("stopped") else cfg.train.epochs
+    validation_batches = cfg.train.validation_steps or int(batches.validation.cardinality())
+    callbacks = make_callbacks(cfg, run, start, schedule, plan, validation_batches)
     fit_start = time.perf_counter()
-    history = model.fit(
-        batches.train,
-        validation_data=batches.validation,
-        epochs=cfg.train.epochs,
-        steps_per_epoch=batches.steps_per_epoch,
-        validation_steps=cfg.train.validation_steps,
-        callbacks=make_callbacks(
-            cfg,
-            run,
-            start,
-            schedule,
-            plan,
-            cfg.train.validation_steps or int(batches.validation.cardinality()),
-        ),  # fmt: skip
-        verbose=keras_verbosity(cfg.train.verbose),
-        shuffle=False,  # the dataset shuffles itself, with a seed
-    )
+    history = fit(model, batches, cfg, callbacks, epochs)
     seconds = time.perf_counter() - fit_start
 
     # Final figures.
     with strategy.scope():
         metrics = summarize(history.history, seconds, model, run)
     run.save_metrics(metrics)
+    run.remove_backup()  # finished: a restart now refuses instead of resuming
     log.info("finished: %s", metrics)
     return metrics
+
+
+def prepare_data(cfg: DictConfig, run: RunDir, replicas: int, resumed: dict):
+    """The corpora read, the tokenizers learned (or reused) and saved with the resolved config,
+    and the run's batches: (tokenizers, RunBatches, the BiT switch variable or None)."""
+    corpora = load_corpus(cfg.data, "train"), load_corpus(cfg.data, "validation")
+    log.info("data: %d training pairs, %d validation pairs", *map(len, corpora))
+    tokenizers = prepare_tokenizers(cfg, run, corpora[0])
+    run.save_config(cfg)
+    bidirectional_end = bidirectional_variable(cfg.data, resumed)
+    batches = run_batches(
+        cfg, corpora, tokenizers, replicas, run.resumed_epochs(), bidirectional_end
+    )
+    log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
+    return tokenizers, batches, bidirectional_end
+
+
+def fit(model, batches, cfg: DictConfig, callbacks: list, epochs: int):
+    """Keras fit over the endless training stream, `steps_per_epoch` at a time."""
+    return model.fit(
+        batches.train,
+        validation_data=batches.validation,
+        epochs=epochs,
+        steps_per_epoch=batches.steps_per_epoch,
+        validation_steps=cfg.train.validation_steps,
+        callbacks=callbacks,
+        verbose=keras_verbosity(cfg.train.verbose),
+        shuffle=False,  # the dataset shuffles itself, with a seed
+    )
 
 
 def keras_verbosity(verbose: str | int) -> int:
@@ -182,7 +191,8 @@ def keras_verbosity(verbose: str | int) -> int:
 
 
 def summarize(history: dict, seconds: float, model: Transformer, run: RunDir) -> dict:
-    last = {k: float(v[-1]) for k, v in history.items() if v}
+    """The run's final figures: its last epoch's (from history.jsonl, so across resumes)."""
+    last = run.history()[-1] if run.history_file.exists() else {}
     return {
         "run_dir": str(run),
         "epochs_this_session": len(history.get("loss", [])),

@@ -25,7 +25,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export bench bench-train bench-translate bench-quality clean
+.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -41,8 +41,8 @@ setup: $(STAMP) ## Create .venv and install the project (GPU=1 adds the CUDA bui
 
 # The attention-viewer test opens the HTML page in headless Chromium (Debian's package).
 chromium:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: $(STAMP) chromium ## Run the test suite
 	$(PY) -m pytest -q
@@ -73,6 +73,9 @@ plot: $(STAMP) ## Plot attention for one sentence: TEXT="..." [RUN=checkpoints/<
 export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out) [RUN=checkpoints/<run>]
 	$(PY) scripts/export.py $(hydra_run) $(ARGS)
 
+serve: $(STAMP) ## HTTP API and web page for a run on 127.0.0.1:8000 [RUN=checkpoints/<run>] [ARGS="port=8080"]
+	$(PY) scripts/serve.py $(hydra_run) $(ARGS)
+
 bench: $(STAMP) ## Every benchmark in one JSON report [RUN=checkpoints/<run>]
 	$(PY) bench/bench_all.py $(hydra_run) $(ARGS)
 
@@ -81,6 +84,9 @@ bench-train: $(STAMP) ## Training throughput benchmark (prints JSON)
 
 bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_translate.py $(hydra_run) $(ARGS)
+
+bench-serve: $(STAMP) ## The server under 1/8/32 concurrent clients [RUN=checkpoints/<run>] (prints JSON)
+	$(PY) bench/bench_serve.py $(hydra_run) $(ARGS)
 
 bench-quality: $(STAMP) ## Train experiments at 10/20/40-minute budgets and score each (prints JSON; hours)
 	$(PY) bench/bench_quality.py $(ARGS)

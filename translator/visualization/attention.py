@@ -80,10 +80,6 @@ HTML_TEMPLATE = """<!DOCTYPE html>
 <style>
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 .controls label { margin-right: 1.2em; }
-table.heat { border-collapse: collapse; margin-top: 1em; }
-table.heat td { width: 2.2em; height: 1.6em; border: 1px solid #fff; }
-table.heat th { font-weight: normal; font-size: 0.8em; padding: 0 0.4em; white-space: nowrap; }
-table.heat thead th { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; }
 #legend { margin-top: 0.6em; font-size: 0.8em; }
 </style></head>
 <body data-status="loading">
@@ -96,7 +92,8 @@ table.heat thead th { writing-mode: vertical-rl; transform: rotate(180deg); text
 <table class="heat" id="heat"></table>
 <div id="legend"></div>
 <script>
-"use strict";
+__HEATMAP_JS__
+document.head.insertAdjacentHTML("beforeend", "<style>" + HEAT_TABLE_CSS + "</style>");
 window.onerror = function (message) { document.body.dataset.status = "error: " + message; };
 const DATA = __DATA__;
 const kind = document.getElementById("kind");
@@ -110,32 +107,16 @@ function options(select, values, labels) {
     select.appendChild(option);
   });
 }
-function colour(w, max) {
-  const t = max > 0 ? w / max : 0;
-  const r = Math.round(255 - 210 * t), g = Math.round(255 - 150 * t), b = Math.round(255 - 40 * t);
-  return "rgb(" + r + "," + g + "," + b + ")";
-}
 function draw() {
   const k = DATA.kinds[kind.value];
   const matrix = k.weights[+layer.value][+head.value];
-  const table = document.getElementById("heat");
   let max = 0;
   k.weights[+layer.value].forEach(function (h) { h.forEach(function (row) {
     row.forEach(function (w) { max = Math.max(max, w); }); }); });
-  let rows = "<thead><tr><th></th>" + k.columns.map(function (c) {
-    return "<th>" + escape(c) + "</th>"; }).join("") + "</tr></thead><tbody>";
-  matrix.forEach(function (row, i) {
-    rows += "<tr><th>" + escape(k.rows[i]) + "</th>" + row.map(function (w) {
-      return "<td title='" + w.toFixed(3) + "' style='background:" + colour(w, max) + "'></td>";
-    }).join("") + "</tr>";
-  });
-  table.innerHTML = rows + "</tbody>";
+  drawHeatTable(document.getElementById("heat"), k.columns, k.rows, matrix, max);
   document.getElementById("legend").textContent = k.title + ", layer " + (+layer.value + 1) +
     ", head " + (+head.value + 1) + "; darkest = " + max.toFixed(3) + " (one scale per layer)";
   document.body.dataset.shown = kind.value + "/" + layer.value + "/" + head.value;
-}
-function escape(text) {
-  const span = document.createElement("span"); span.textContent = text; return span.innerHTML;
 }
 function kindChanged() {
   const k = DATA.kinds[kind.value];
@@ -171,8 +152,11 @@ if (!String(document.body.dataset.status).startsWith("error")) {
 """
 
 
-def write_html(translation: Translation, path: Path) -> Path:
-    """One self-contained page to browse every kind, layer and head of a sentence's attention."""
+HEATMAP_JS = (Path(__file__).parent / "heatmap.js").read_text(encoding="utf-8")
+
+
+def attention_data(translation: Translation) -> dict:
+    """Every kind's title, axis tokens and per-layer, per-head weights, as JSON-ready lists."""
     kinds = {}
     for kind, (title, _, _) in KINDS.items():
         columns, rows = axis_tokens(translation, kind)
@@ -182,9 +166,15 @@ def write_html(translation: Translation, path: Path) -> Path:
             "rows": rows,
             "weights": [np.round(w, 4).tolist() for w in translation.attention[kind]],
         }
-    data = json.dumps({"kinds": kinds}, ensure_ascii=False).replace("</", "<\\/")
+    return {"kinds": kinds}
+
+
+def write_html(translation: Translation, path: Path) -> Path:
+    """One self-contained page to browse every kind, layer and head of a sentence's attention."""
+    data = json.dumps(attention_data(translation), ensure_ascii=False).replace("</", "<\\/")
     page = (
-        HTML_TEMPLATE.replace("__DATA__", data)
+        HTML_TEMPLATE.replace("__HEATMAP_JS__", HEATMAP_JS)
+        .replace("__DATA__", data)
         .replace("__TITLE__", html.escape(translation.source))
         .replace("__SOURCE__", html.escape(translation.source))
         .replace("__TARGET__", html.escape(translation.text))

@@ -1,0 +1,172 @@
+"""Serving under load: the real server, 1, 8 and 32 concurrent clients, one sentence a request.
+
+    make bench-serve RUN=checkpoints/<run>
+    make bench-serve ARGS="serve_clients=[1,32] serve_seconds=30"
+
+Starts `scripts/serve.py` on a free localhost port, and for each number of clients sends the
+run's test sentences, one per request, for `serve_seconds` (the last level for
+`serve_soak_seconds`, to see memory settle). Prints one JSON object: sentences/s, p50/p95/p99
+latency, errors and the server's resident memory per level, and `Translator.translate` on one
+sentence in this process for comparison.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from translator.config import CONFIG_DIR, PROJECT_ROOT
+from translator.data import load_corpus
+from translator.inference.translator import Translator
+from translator.run_dir import locate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_translate import check_output, emit, machine  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(run_dir: str, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"run_dir={run_dir}",
+         f"port={port}", "log_level=warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"error: the server exited ({process.returncode}) before it was ready")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("error: the server was not ready within 300 s")
+
+
+def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int) -> dict:
+    """`clients` threads, each on its own keep-alive connection, for `seconds`."""
+    latencies, errors, lock = [], [0], threading.Lock()
+    counter, stop_at = itertools.count(), time.perf_counter() + seconds
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.perf_counter() < stop_at:
+            body = json.dumps({"text": sentences[next(counter) % len(sentences)]})
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/translate", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except OSError:
+                ok = False
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            with lock:
+                latencies.append(time.perf_counter() - start) if ok else None
+                errors[0] += 0 if ok else 1
+
+    rss_before = rss_mb(pid)
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    ms = np.percentile(latencies, [50, 95, 99]) * 1000 if latencies else [float("nan")] * 3
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "sentences": len(latencies),
+        "sentences_per_second": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(float(ms[0]), 1),
+        "p95_ms": round(float(ms[1]), 1),
+        "p99_ms": round(float(ms[2]), 1),
+        "errors": errors[0],
+        "server_rss_mb_before": round(rss_before, 1),
+        "server_rss_mb_after": round(rss_mb(pid), 1),
+    }
+
+
+def translate_one_ms(run, sentences: list[str], count: int = 50) -> float:
+    """Median time of `Translator.translate` on one sentence, in this process."""
+    translator = Translator.from_run_dir(run)
+    translator.translate(sentences[:2])  # trace
+    times = []
+    for sentence in sentences[:count]:
+        start = time.perf_counter()
+        translator.translate([sentence])
+        times.append(time.perf_counter() - start)
+    return round(1000 * statistics.median(times), 1)
+
+
+def bench_serve(cfg: DictConfig) -> dict:
+    run = locate(cfg.run_dir, cfg.paths.checkpoints)
+    sentences = load_corpus(run.load_config().data, cfg.split).source
+    port = free_port()
+    server = start_server(str(run), port)
+    try:
+        levels = []
+        for i, clients in enumerate(cfg.serve_clients):
+            last = i == len(cfg.serve_clients) - 1
+            seconds = cfg.serve_soak_seconds if last else cfg.serve_seconds
+            print(f"{clients} client(s) for {seconds} s", file=sys.stderr)
+            levels.append(load(port, sentences, clients, seconds, server.pid))
+        peak = rss_mb(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    one = translate_one_ms(run, sentences)
+    first, most = levels[0], levels[-1]
+    soak = most["server_rss_mb_after"] / most["server_rss_mb_before"] - 1
+    return {
+        "machine": machine(),
+        "run_dir": str(run),
+        "split": cfg.split,
+        "levels": levels,
+        "server_peak_rss_mb": round(peak, 1),
+        "translate_one_sentence_ms": one,
+        "throughput_ratio_most_to_one_client": round(
+            most["sentences_per_second"] / first["sentences_per_second"], 2
+        ),
+        "p50_one_client_to_translate": round(first["p50_ms"] / one, 2),
+        "rss_growth_during_last_level": round(soak, 4),
+    }
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    check_output(cfg.output)
+    emit(bench_serve(cfg), cfg.output)
+
+
+if __name__ == "__main__":
+    main()

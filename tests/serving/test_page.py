@@ -1,0 +1,57 @@
+"""The page at GET / in headless Chromium (Debian's chromium and chromium-driver, Selenium)."""
+
+import shutil
+
+import pytest
+
+from tests.serving.test_server import server  # noqa: F401  (the running server fixture)
+from translator.inference.translator import Translator
+
+pytestmark = pytest.mark.slow
+
+SENTENCE = "Zwei junge Männer spielen Fußball."
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    assert driver_path, "make test installs Debian's chromium-driver"
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking"):  # fmt: skip
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_typing_a_sentence_shows_its_translation_and_heat_map(server, browser, trained_run):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    expected = Translator.from_run_dir(trained_run[0].run_dir).translate([SENTENCE])[0]
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-status") == "idle")
+    browser.find_element(By.ID, "source").send_keys(SENTENCE)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-status")
+               == "translated")  # fmt: skip
+    assert browser.find_element(By.ID, "translation").text == expected
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#heat tbody tr")
+    columns = browser.find_elements(By.CSS_SELECTOR, "#heat thead th")
+    cells = browser.find_elements(By.CSS_SELECTOR, "#heat tbody td")
+    assert len(rows) >= 2 and len(columns) >= 3  # output pieces x (corner + source pieces)
+    assert len(cells) == len(rows) * (len(columns) - 1)
+    shades = {c.get_attribute("style") for c in cells}
+    assert len(shades) > 2  # really shaded by weight
+
+    browser.find_element(By.ID, "want-nbest").click()  # alternatives on request
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nbest li")) == 3)
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []

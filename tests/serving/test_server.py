@@ -1,0 +1,208 @@
+"""The real server (scripts/serve.py on uvicorn) on a free localhost port, over real sockets."""
+
+import concurrent.futures
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from translator.config import PROJECT_ROOT
+from translator.data import load_corpus
+from translator.inference.translator import Translator
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(url: str, body=None, method: str | None = None, raw: bytes | None = None):
+    """(status, parsed JSON or text) of one HTTP request."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=120) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    """The tiny run served on a free port (its own decode settings: greedy)."""
+    cfg, _ = trained_run
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"run_dir={cfg.run_dir}",
+         f"port={port}", "log_level=warning", "max_wait_ms=50"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if request(f"{url}/health")[0] == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert process.poll() is None, open(log.name).read()[-2000:]
+        time.sleep(0.5)
+    else:
+        pytest.fail("the server did not become ready in 180 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sentences(trained_run):
+    cfg, _ = trained_run
+    corpus = load_corpus(cfg.data, "train")
+    return corpus.source[:32]
+
+
+@pytest.fixture(scope="module")
+def expected(trained_run, sentences):
+    translator = Translator.from_run_dir(trained_run[0].run_dir)  # greedy, as the run says
+    return dict(zip(sentences, translator.translate(sentences), strict=True))
+
+
+def metric(text: str, name: str) -> float:
+    return float(re.search(rf"^{re.escape(name)} (\S+)$", text, flags=re.M).group(1))
+
+
+def test_translations_equal_the_translators(server, sentences, expected):
+    status, one = request(f"{server}/translate", {"text": sentences[0]})
+    assert status == 200 and one["text"] == expected[sentences[0]]
+    assert one["decode"]["strategy"] == "greedy" and one["timing"]["queue_and_decode_ms"] > 0
+    status, many = request(f"{server}/translate", {"texts": sentences[:8]})
+    assert status == 200
+    assert [t["text"] for t in many["translations"]] == [expected[s] for s in sentences[:8]]
+
+
+def test_concurrent_requests_are_batched_and_each_caller_gets_its_own(server, sentences, expected):
+    before = request(f"{server}/metrics")[1]
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(
+            lambda s: request(f"{server}/translate", {"text": s}), sentences
+        ))  # fmt: skip
+    assert [status for status, _ in answers] == [200] * 32
+    assert [body["text"] for _, body in answers] == [expected[s] for s in sentences]
+    after = request(f"{server}/metrics")[1]
+    name = "translator_batch_requests"
+    batches = metric(after, f"{name}_count") - metric(before, f"{name}_count")
+    single = metric(after, f'{name}_bucket{{le="1"}}') - metric(before, f'{name}_bucket{{le="1"}}')
+    requests = metric(after, f"{name}_sum") - metric(before, f"{name}_sum")
+    assert requests == 32 and batches < 32 and single < batches  # some batches held several
+
+
+def test_an_n_best_list_on_a_greedy_run_widens_the_beam(server, sentences):
+    status, result = request(f"{server}/translate", {"text": sentences[2], "decode": {"n_best": 3}})
+    assert status == 200 and len(result["n_best"]) == 3
+    # The run decodes greedily (beam 1, alpha 0): the beam widens to the list.
+    assert result["decode"] == {"strategy": "beam", "beam_size": 3, "length_penalty": 0.0,
+                                "n_best": 3}  # fmt: skip
+
+
+def test_n_best_beam_and_attention_on_request(server, sentences):
+    body = {"text": sentences[1], "decode": {"n_best": 3, "beam_size": 4}, "attention": True}
+    status, result = request(f"{server}/translate", body)
+    assert status == 200 and result["decode"]["strategy"] == "beam"
+    scores = [alt["score"] for alt in result["n_best"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    cross = result["attention"]["kinds"]["cross"]
+    assert len(cross["weights"]) == 2  # layers of the tiny model
+    for row in cross["weights"][-1][0]:
+        assert sum(row) == pytest.approx(1.0, abs=2e-3)
+
+
+BAD_INPUTS = [
+    ("not json", b"{text: hello}", 400, "not valid JSON"),
+    ("not an object", b'["hello"]', 422, "expected a JSON object"),
+    ("text not a string", b'{"text": 5}', 422, "text must be a string, not int"),
+    ("texts not a list", b'{"texts": "hello"}', 422, "texts must be a list of strings"),
+    ("a text that is not a string", b'{"texts": ["a", null]}', 422, "texts[1] must be a string"),
+    ("both text and texts", b'{"text": "a", "texts": ["b"]}', 422, 'either "text"'),
+    ("neither", b'{"decode": {}}', 422, 'either "text"'),
+    ("empty texts", b'{"texts": []}', 422, "texts is empty"),
+    ("too many sentences", json.dumps({"texts": ["a"] * 33}).encode(), 413, "the limit is 32"),
+    ("too long a sentence", json.dumps({"text": "a" * 1001}).encode(), 413, "1001 characters"),
+    ("too large a body", json.dumps({"text": "a" * 70000}).encode(), 413, "the limit is 65536"),
+    ("unknown field", b'{"text": "a", "beam": 4}', 422, "unknown field 'beam'"),
+    ("beam size too large", b'{"text": "a", "decode": {"beam_size": 9}}', 422, "1 to 8"),
+    ("beam size not an integer", b'{"text": "a", "decode": {"beam_size": "4"}}', 422,
+     "beam_size must be an integer"),
+    ("n-best over the beam", b'{"text": "a", "decode": {"n_best": 3, "beam_size": 2}}', 422,
+     "n_best=3: expected at most decode.beam_size=2"),
+    ("negative length penalty", b'{"text": "a", "decode": {"length_penalty": -1}}', 422,
+     "expected 0 to 5"),
+    ("unknown decode setting", b'{"text": "a", "decode": {"temperature": 1}}', 422,
+     "unknown decode setting 'temperature'"),
+    ("attention not a boolean", b'{"text": "a", "attention": "yes"}', 422, "true or false"),
+    ("a lone surrogate", b'{"text": "a \\ud800 b"}', 422, "text is not valid Unicode"),
+    ("an integer too long to read", b'{"text": "a", "decode": {"beam_size": 1' + b"1" * 5000
+     + b"}}", 400, "not valid JSON"),
+    ("nested too deeply", b"[" * 60000, 400, "nested too deeply"),
+    ("not UTF-8", b'{"text": "caf\xe9"}', 400, "not valid JSON"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "status", "message"), BAD_INPUTS,
+                         ids=[c[0] for c in BAD_INPUTS])  # fmt: skip
+def test_bad_input_gets_a_4xx_with_a_one_line_json_error(server, case, body, status, message):
+    got, answer = request(f"{server}/translate", raw=body, method="POST")
+    assert got == status, answer
+    assert message in answer["error"] and "\n" not in answer["error"]
+
+
+def test_wrong_routes_and_methods_are_json_errors(server):
+    assert request(f"{server}/nowhere")[0] == 404
+    status, answer = request(f"{server}/translate")  # GET
+    assert status == 405 and "error" in answer
+
+
+def test_health_and_metrics_parse(server):
+    status, health = request(f"{server}/health")
+    assert status == 200 and health["status"] == "ready" and health["run_dir"]
+    status, text = request(f"{server}/metrics")
+    assert status == 200
+    sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"\})? [0-9.e+-]+$')
+    for line in text.strip().splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+    assert metric(text, 'translator_requests_total{status="200"}') >= 1
+    assert metric(text, "translator_errors_total") >= 1  # the bad inputs above
+    assert metric(text, "translator_queue_depth") == 0
+
+
+def test_a_client_that_disconnects_while_queued_costs_nothing(server, sentences):
+    """A request still waiting behind a long batch is dropped when its client goes."""
+    before = metric(request(f"{server}/metrics")[1], "translator_sentences_total")
+    long_batch = {"texts": sentences, "decode": {"beam_size": 8, "n_best": 8}}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(request, f"{server}/translate", long_batch)
+        time.sleep(0.2)  # the long batch is decoding
+        body = json.dumps({"texts": sentences[:5]}).encode()
+        host, port = server.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+        assert busy.result()[0] == 200
+    time.sleep(0.5)
+    after = metric(request(f"{server}/metrics")[1], "translator_sentences_total")
+    assert after - before == len(sentences)  # the long batch only

@@ -1,0 +1,145 @@
+"""Dynamic batching: requests that arrive together are decoded as one batch.
+
+Requests wait in a queue. A worker takes the oldest, then, for up to `max_wait_ms`, every
+waiting request with the same decode settings until the batch holds `max_batch_size` sentences,
+and decodes them in one call on a worker thread (the event loop keeps answering). Each request's
+future gets its own translations, in its own order. A request whose client has gone (its future
+cancelled) is dropped before decoding and costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+
+from translator.inference.translator import Translation
+from translator.serving.engine import Engine
+from translator.serving.metrics import ServerMetrics
+
+
+@dataclass
+class Job:
+    sentences: list[str]
+    decode: DictConfig
+    attention: bool
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.perf_counter)
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(sorted(self.decode.items())), self.attention)
+
+
+class Batcher:
+    """Collects jobs into batches and runs them on one worker thread.
+
+    Args:
+        engine: what translates a batch.
+        metrics: where batch sizes and the queue depth are counted.
+        max_batch_size: sentences per batch (a larger request is decoded alone).
+        max_wait_ms: how long the oldest request waits for others to join its batch.
+    """
+
+    def __init__(self, engine: Engine, metrics: ServerMetrics, max_batch_size: int,
+                 max_wait_ms: float):  # fmt: skip
+        self.engine, self.metrics = engine, metrics
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.pending: list[Job] = []
+        self.wakeup = asyncio.Event()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self.worker: asyncio.Task | None = None
+
+    def start(self, on_failure=None) -> None:
+        """Start the worker; `on_failure(error)` is called if it ever stops on an error."""
+        self.worker = asyncio.get_running_loop().create_task(self._run())
+        if on_failure is not None:
+            self.worker.add_done_callback(
+                lambda task: None if task.cancelled() or task.exception() is None
+                else on_failure(task.exception())
+            )  # fmt: skip
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def translate(self, sentences: list[str], decode: DictConfig, attention: bool
+                        ) -> list[Translation]:  # fmt: skip
+        """The translations of one request, once its batch has been decoded."""
+        job = Job(sentences, decode, attention, asyncio.get_running_loop().create_future())
+        self.pending.append(job)
+        self.metrics.queue_depth = len(self.pending)
+        self.wakeup.set()
+        return await job.future
+
+    async def _run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending:
+                batch = await self._collect()
+                if batch:
+                    await self._decode(batch)
+
+    async def _collect(self) -> list[Job]:
+        """The oldest live job and those that can join it, waiting up to max_wait for more."""
+        self._drop_gone()
+        if not self.pending:
+            return []
+        deadline = self.pending[0].arrived + self.max_wait
+        while (
+            time.perf_counter() < deadline
+            and self._sentences(self._joinable()) < self.max_batch_size
+        ):
+            await asyncio.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
+        batch = self._joinable()
+        taken = set(map(id, batch))
+        self.pending = [job for job in self.pending if id(job) not in taken]
+        self._drop_gone()
+        return batch
+
+    def _drop_gone(self) -> None:
+        """Forget requests whose future is done: cancelled (client gone, timed out)."""
+        self.pending = [job for job in self.pending if not job.future.done()]
+        self.metrics.queue_depth = len(self.pending)
+
+    def _joinable(self) -> list[Job]:
+        live = [job for job in self.pending if not job.future.done()]
+        if not live:
+            return []
+        first, batch, size = live[0], [live[0]], len(live[0].sentences)
+        for job in live[1:]:
+            if job.key == first.key and size + len(job.sentences) <= self.max_batch_size:
+                batch.append(job)
+                size += len(job.sentences)
+        return batch
+
+    @staticmethod
+    def _sentences(jobs: list[Job]) -> int:
+        return sum(len(job.sentences) for job in jobs)
+
+    async def _decode(self, batch: list[Job]) -> None:
+        sentences = [s for job in batch for s in job.sentences]
+        first = batch[0]
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(
+                self.executor, self.engine.translate, sentences, first.decode, first.attention
+            )
+        except Exception as error:  # a failed batch fails its requests, not the server
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        self.metrics.batch_done(len(batch), len(sentences))
+        start = 0
+        for job in batch:
+            end = start + len(job.sentences)
+            if not job.future.done():
+                job.future.set_result(results[start:end])
+            start = end

@@ -1,0 +1,68 @@
+"""One loaded run, translating with per-request decode settings that share its model."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from omegaconf import DictConfig, OmegaConf
+
+from translator.config import DecodeConfig
+from translator.inference.translator import Translation, Translator
+
+# Decode settings a request may choose; the rest stay as the run's.
+REQUEST_DECODE_KEYS = ("beam_size", "length_penalty", "n_best")
+
+
+class Engine:
+    """A run's model and tokenizers, and a translator per decode setting in use.
+
+    Every distinct setting traces its own search graph, so at most `cache_size` are kept (least
+    recently used first out). Calls are serialised: TensorFlow runs one batch at a time here,
+    using every core.
+
+    Args:
+        translator: the run's translator, with its own decode settings (the default).
+        cache_size: translators kept for other settings.
+    """
+
+    def __init__(self, translator: Translator, cache_size: int = 8):
+        self.default = translator
+        self.cache_size = cache_size
+        self._translators: OrderedDict[tuple, Translator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def settings(self, overrides: dict) -> DictConfig:
+        """The run's decode settings with a request's `overrides`: a beam size above 1 or an
+        n-best list searches with beam search (a beam at least as wide as the list unless the
+        request sets one), a beam size of 1 greedily. A ValueError names a setting DecodeConfig
+        refuses."""
+        merged = OmegaConf.merge(self.default.decode, overrides)
+        if overrides.get("beam_size", 1) > 1 or overrides.get("n_best", 1) > 1:
+            merged.strategy = "beam"
+        if "n_best" in overrides and "beam_size" not in overrides:
+            merged.beam_size = max(merged.beam_size, merged.n_best)  # room for the list
+        if overrides.get("beam_size") == 1:
+            merged.strategy = "greedy"
+        if merged.strategy == "greedy":  # settings greedy search does not use: one graph
+            merged.beam_size = merged.n_best = 1
+            merged.length_penalty = self.default.decode.length_penalty
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecodeConfig), merged))
+        return merged
+
+    def translator(self, decode: DictConfig) -> Translator:
+        key = tuple(sorted(OmegaConf.to_container(decode).items()))
+        if decode == self.default.decode:
+            return self.default
+        if key not in self._translators:
+            tr = self.default
+            self._translators[key] = Translator(tr.model, tr.tokenizers, decode, tr.max_tokens)
+            while len(self._translators) > self.cache_size:
+                self._translators.popitem(last=False)
+        self._translators.move_to_end(key)
+        return self._translators[key]
+
+    def translate(self, sentences: list[str], decode: DictConfig, attention: bool
+                  ) -> list[Translation]:  # fmt: skip
+        with self._lock:
+            return self.translator(decode).translate_detailed(sentences, attention=attention)

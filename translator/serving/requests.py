@@ -1,0 +1,103 @@
+"""What a `POST /translate` body may hold, checked into sentences and decode settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+
+class BadRequest(Exception):
+    """A request the server refuses: its status code and a one-line reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class TranslateRequest:
+    sentences: list[str]
+    single: bool  # {"text": ...} rather than {"texts": [...]}
+    decode: dict  # the request's decode overrides
+    attention: bool
+
+
+def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
+    """The request in a JSON body, or a BadRequest naming what is wrong with it."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise BadRequest(400, "the body is not valid JSON: nested too deeply") from None
+    except ValueError as error:  # not UTF-8, not JSON, or an integer too long to read
+        raise BadRequest(400, f"the body is not valid JSON: {first_line_of(error)}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(422, 'expected a JSON object such as {"text": "..."}')
+    unknown = sorted(set(data) - {"text", "texts", "decode", "attention"})
+    if unknown:
+        raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
+                              "attention)")  # fmt: skip
+    sentences, single = sentences_of(data, limits)
+    attention = data.get("attention", False)
+    if not isinstance(attention, bool):
+        raise BadRequest(422, f"attention must be true or false, not {attention!r}")
+    return TranslateRequest(sentences, single, decode_of(data.get("decode", {}), limits),
+                            attention)  # fmt: skip
+
+
+def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:
+    if ("text" in data) == ("texts" in data):
+        raise BadRequest(422, 'give either "text" (a string) or "texts" (a list of strings)')
+    single = "text" in data
+    sentences = [data["text"]] if single else data["texts"]
+    if not isinstance(sentences, list):
+        raise BadRequest(422, f"texts must be a list of strings, not {type(sentences).__name__}")
+    if not sentences:
+        raise BadRequest(422, "texts is empty")
+    if len(sentences) > limits.max_sentences:
+        raise BadRequest(413, f"{len(sentences)} sentences in one request; the limit is "
+                              f"{limits.max_sentences}")  # fmt: skip
+    for i, sentence in enumerate(sentences):
+        where = "text" if single else f"texts[{i}]"
+        if not isinstance(sentence, str):
+            raise BadRequest(422, f"{where} must be a string, not {type(sentence).__name__}")
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(422, f"{where} is not valid Unicode (a lone surrogate)") from None
+        if len(sentence) > limits.max_chars:
+            raise BadRequest(413, f"{where} has {len(sentence)} characters; the limit is "
+                                  f"{limits.max_chars}")  # fmt: skip
+    return sentences, single
+
+
+def decode_of(decode, limits: DictConfig) -> dict:
+    """Checked decode overrides: beam_size and n_best integers within the limits,
+    length_penalty a number in [0, 5], rounded to one decimal."""
+    if not isinstance(decode, dict):
+        raise BadRequest(422, f"decode must be an object, not {type(decode).__name__}")
+    allowed = {"beam_size": limits.max_beam_size, "n_best": limits.max_n_best}
+    checked = {}
+    for key, value in decode.items():
+        if key in allowed:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadRequest(422, f"decode.{key} must be an integer, not {value!r}")
+            if not 1 <= value <= allowed[key]:
+                raise BadRequest(422, f"decode.{key}={value}: expected 1 to {allowed[key]}")
+        elif key == "length_penalty":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadRequest(422, f"decode.length_penalty must be a number, not {value!r}")
+            if not 0 <= value <= 5:
+                raise BadRequest(422, f"decode.length_penalty={value}: expected 0 to 5")
+            value = round(float(value), 1)  # each value compiles its own search: a few only
+        else:
+            raise BadRequest(422, f"unknown decode setting {key!r} (expected beam_size, "
+                                  "length_penalty, n_best)")  # fmt: skip
+        checked[key] = value
+    return checked
+
+
+def first_line_of(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__

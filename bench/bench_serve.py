@@ -90,8 +90,10 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
                 ok = False
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             with lock:
-                latencies.append(time.perf_counter() - start) if ok else None
-                errors[0] += 0 if ok else 1
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[0] += 1
 
     rss_before = rss_mb(pid)
     threads = [threading.Thread(target=client) for _ in range(clients)]

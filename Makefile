@@ -18,6 +18,7 @@ ARGS ?=
 VERBOSE ?=
 hydra_exp := $(if $(EXP),experiment=$(EXP),)
 hydra_run := $(if $(RUN),run_dir=$(RUN),)
+hydra_export := $(if $(format),format=$(format),) $(if $(quantization),quantization=$(quantization),)
 # TEXT reaches the config through the environment, so commas, quotes and '=' need no escaping.
 export TRANSLATOR_TEXT := $(TEXT)
 # VERBOSE=1 keeps TensorFlow's native start-up logs, which the scripts otherwise filter out.
@@ -70,8 +71,8 @@ evaluate: $(STAMP) ## Score BLEU/chrF on the run's test split (latest run, or RU
 plot: $(STAMP) ## Plot attention for one sentence: TEXT="..." [RUN=checkpoints/<run>]
 	$(PY) scripts/plot_attention.py $(hydra_run) $(ARGS)
 
-export: $(STAMP) ## Export a run as a SavedModel (strings in, strings out) [RUN=checkpoints/<run>]
-	$(PY) scripts/export.py $(hydra_run) $(ARGS)
+export: $(STAMP) ## Export a run as a SavedModel [RUN=checkpoints/<run>] [format=ctranslate2 [quantization=int8]]
+	$(PY) scripts/export.py $(hydra_run) $(hydra_export) $(ARGS)
 
 serve: $(STAMP) ## HTTP API and web page for a run on 127.0.0.1:8000 [RUN=checkpoints/<run>] [ARGS="port=8080"]
 	$(PY) scripts/serve.py $(hydra_run) $(ARGS)

@@ -1,9 +1,12 @@
-"""Translation throughput: cached greedy and beam-4 batched decoding against a no-cache batch-1
-mode that mimics the TensorFlow tutorial (re-running the decoder over the whole prefix per token).
+"""Translation throughput: our TensorFlow decoder (cached greedy and beam 4, batched; and the
+TensorFlow tutorial's way, no cache and batch 1) side by side with CTranslate2 float32 and int8 on
+the same weights and sentences.
 
-    make bench-translate RUN=checkpoints/multi30k_en_de-tutorial
+    make bench-translate RUN=checkpoints/multi30k_en_de
 
-Prints one JSON object: sentences/s and output tokens/s per mode, and the speed-up ratios.
+Prints one JSON object: per mode sentences/s and output tokens/s, each mode's sentences/s as a
+multiple of CTranslate2 float32 with the same search, and the same table for randomly initialised
+models of other sizes (`random_sizes`) whose outputs are held to `random_length` tokens.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +27,20 @@ from translator.run_dir import RunDir, locate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+TF, CT2_F32, CT2_INT8 = (
+    ["engine=tensorflow"],
+    ["engine=ctranslate2", "engine.compute_type=float32"],
+    ["engine=ctranslate2", "engine.compute_type=int8"],
+)
+GREEDY, BEAM4 = ["decode=greedy"], ["decode=beam", "decode.beam_size=4"]
 MODES = {
-    "greedy": ["decode=greedy"],
-    "beam4": ["decode=beam", "decode.beam_size=4"],
-    "uncached_batch1": ["decode=greedy", "decode.use_cache=false", "decode.batch_size=1"],
+    "tf_greedy": TF + GREEDY,
+    "tf_beam4": TF + BEAM4,
+    "tf_uncached_batch1": TF + GREEDY + ["decode.use_cache=false", "decode.batch_size=1"],
+    "ct2_float32_greedy": CT2_F32 + GREEDY,
+    "ct2_float32_beam4": CT2_F32 + BEAM4,
+    "ct2_int8_greedy": CT2_INT8 + GREEDY,
+    "ct2_int8_beam4": CT2_INT8 + BEAM4,
 }
 
 
@@ -40,15 +55,24 @@ def machine() -> dict:
         **cpu_features(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "tensorflow": tf.__version__,
+        "ctranslate2": _ctranslate2_version(),
     }
 
 
-def measure(run: RunDir, mode: str, sources: list[str]) -> dict:
-    from translator.inference.translator import Translator
+def _ctranslate2_version() -> str | None:
+    try:
+        import ctranslate2
+    except ImportError:
+        return None
+    return ctranslate2.__version__
 
-    decode = load_config("translate", MODES[mode]).decode
-    translator = Translator.from_run_dir(run, decode)
-    translator.translate(sources[: decode.batch_size])  # trace the graph outside the timing
+
+def measure(run: RunDir, mode: str, sources: list[str], extra: list[str]) -> dict:
+    from translator.inference.engines import load_translator
+
+    cfg = load_config("translate", MODES[mode] + extra)
+    translator = load_translator(run, cfg.decode, "auto", cfg.engine)
+    translator.translate(sources[: translator.decode.batch_size])  # trace or warm up first
     start = time.perf_counter()
     outputs = translator.translate(sources)
     seconds = time.perf_counter() - start
@@ -59,8 +83,59 @@ def measure(run: RunDir, mode: str, sources: list[str]) -> dict:
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(sources) / seconds, 2),
         "tokens_per_second": round(tokens / seconds, 1),
-        "decode": OmegaConf.to_container(decode),
+        "tokens_per_sentence": round(tokens / len(sources), 1),
+        "decode": OmegaConf.to_container(translator.decode),
     }
+
+
+def table(run: RunDir, cfg: DictConfig, sources: list[str], extra: list[str]) -> dict:
+    """Every mode of `cfg.modes` on `sources`, with the ratios to CTranslate2 float32."""
+    results = {}
+    for mode in cfg.modes:
+        subset = sources[: cfg.uncached_limit] if "uncached" in mode else sources
+        results[mode] = measure(run, mode, subset, extra)
+    report = {"modes": results}
+    for mode, anchor in (("greedy", "ct2_float32_greedy"), ("beam4", "ct2_float32_beam4")):
+        if anchor in results:
+            base = results[anchor]["sentences_per_second"]
+            report.setdefault("sentences_per_second_vs_ct2_float32", {}).update(
+                {
+                    m: round(r["sentences_per_second"] / base, 2)
+                    for m, r in results.items()
+                    if m.endswith(mode) or (mode == "greedy" and "uncached" in m)
+                }  # fmt: skip
+            )
+    if "tf_uncached_batch1" in results:
+        base = results["tf_uncached_batch1"]["tokens_per_second"]
+        report["tokens_per_second_vs_tf_uncached_batch1"] = {
+            m: round(r["tokens_per_second"] / base, 1)
+            for m, r in results.items()
+            if m != "tf_uncached_batch1"
+        }
+    return report
+
+
+def random_run(run: RunDir, size: str, folder: Path) -> RunDir:
+    """A run directory beside `run`'s tokenizer and data, with a randomly initialised model of
+    the `model=<size>` preset: for timing the decoders at sizes nobody trained here."""
+    import numpy as np
+
+    from translator.model.transformer import Transformer
+
+    cfg = run.load_config()
+    cfg.model = load_config("train", [f"model={size}"]).model
+    settings = run.load_model_settings()
+    model = Transformer.from_settings(
+        cfg.model, settings["source_vocab_size"], settings["target_vocab_size"]
+    )
+    dummy = np.full((1, 2), 2, np.int32)
+    model((dummy, dummy))
+    other = RunDir(folder)
+    shutil.copytree(run.tokenizer_dir, other.tokenizer_dir)
+    other.save_config(cfg)
+    other.save_model_settings(model.get_config())
+    model.save_weights(other.weights_file("best"))
+    return other
 
 
 def bench_translate(cfg: DictConfig) -> dict:
@@ -70,24 +145,18 @@ def bench_translate(cfg: DictConfig) -> dict:
     run_cfg = run.load_config()
     corpus = load_corpus(run_cfg.data, cfg.split)
     sources = corpus.source[: cfg.limit] if cfg.limit else corpus.source
-    results = {}
-    for mode in cfg.modes:
-        subset = sources[: cfg.uncached_limit] if mode == "uncached_batch1" else sources
-        results[mode] = measure(run, mode, subset)
     report = {
         "benchmark": "translate",
         "run_dir": str(run),
         "dataset": f"{run_cfg.data.name}:{cfg.split}",
         "machine": machine(),
-        "modes": results,
+        "trained": table(run, cfg, sources, []),
     }
-    if "uncached_batch1" in results:
-        base = results["uncached_batch1"]["tokens_per_second"]
-        report["speedup_tokens_per_second_vs_uncached_batch1"] = {
-            mode: round(r["tokens_per_second"] / base, 1)
-            for mode, r in results.items()
-            if mode != "uncached_batch1"
-        }
+    held = ["decode.max_length_a=0", f"decode.max_length_b={cfg.random_length}"]
+    for size in cfg.random_sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            other = random_run(run, size, Path(folder) / "run")
+            report[f"random_{size}"] = table(other, cfg, sources, held)
     return report
 
 

@@ -249,6 +249,27 @@ class DecodeConfig:
             _refuse("decode.n_best", self.n_best, f"at most decode.beam_size={self.beam_size}")
 
 
+ENGINES = ("tensorflow", "ctranslate2")
+COMPUTE_TYPES = ("default", "float32", "int8", "int8_float32", "int16")
+
+
+@dataclass
+class EngineConfig:
+    """What runs the decoder: TensorFlow, or the run converted to CTranslate2."""
+
+    name: str = "tensorflow"
+    compute_type: str = "default"
+    threads: int = 0
+    model_dir: str | None = None
+
+    def __post_init__(self):
+        if self.name not in ENGINES:
+            _refuse("engine.name", self.name, " or ".join(ENGINES))
+        if self.compute_type not in COMPUTE_TYPES:
+            _refuse("engine.compute_type", self.compute_type, ", ".join(COMPUTE_TYPES))
+        _number("engine.threads", self.threads, 0)
+
+
 @dataclass
 class PathsConfig:
     root: str = MISSING
@@ -263,6 +284,7 @@ SCHEMAS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "decode": DecodeConfig,
+    "engine": EngineConfig,
     "paths": PathsConfig,
 }
 

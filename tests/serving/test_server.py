@@ -4,6 +4,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,15 +43,13 @@ def request(url: str, body=None, method: str | None = None, raw: bytes | None = 
         return status, text
 
 
-@pytest.fixture(scope="module")
-def server(trained_run, tmp_path_factory):
-    """The tiny run served on a free port (its own decode settings: greedy)."""
-    cfg, _ = trained_run
+def start_server(run_dir, log_path, *overrides):
+    """scripts/serve.py for `run_dir` on a free port, once /health says ready: (url, process)."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
+    log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"run_dir={cfg.run_dir}",
-         f"port={port}", "log_level=warning", "max_wait_ms=50"],
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"run_dir={run_dir}",
+         f"port={port}", "log_level=warning", *overrides],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -58,13 +57,21 @@ def server(trained_run, tmp_path_factory):
     while time.time() < deadline:
         try:
             if request(f"{url}/health")[0] == 200:
-                break
+                return url, process
         except (urllib.error.URLError, ConnectionError):
             pass
-        assert process.poll() is None, open(log.name).read()[-2000:]
+        if process.poll() is not None:
+            pytest.fail(open(log.name).read()[-2000:])
         time.sleep(0.5)
-    else:
-        pytest.fail("the server did not become ready in 180 s")
+    process.terminate()
+    pytest.fail("the server did not become ready in 180 s")
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    """The tiny run served on a free port (its own decode settings: greedy)."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    url, process = start_server(trained_run[0].run_dir, log, "max_wait_ms=50")
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -206,3 +213,24 @@ def test_a_client_that_disconnects_while_queued_costs_nothing(server, sentences)
     time.sleep(0.5)
     after = metric(request(f"{server}/metrics")[1], "translator_sentences_total")
     assert after - before == len(sentences)  # the long batch only
+
+
+def test_ctranslate2_engine_serves_the_same_translations(
+    trained_run, tmp_path, sentences, expected
+):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].run_dir, run)  # the conversion is written into the run
+    url, process = start_server(run, tmp_path / "serve.log", "engine=ctranslate2")
+    try:
+        assert request(f"{url}/health")[1]["engine"] == "ct2-default"
+        status, many = request(f"{url}/translate", {"texts": sentences[:8], "attention": True})
+        assert status == 200
+        assert [t["text"] for t in many["translations"]] == [expected[s] for s in sentences[:8]]
+        assert "engine=tensorflow" in many["warning"]
+        assert not any("attention" in t for t in many["translations"])
+        body = {"text": sentences[0], "decode": {"n_best": 3}}
+        status, listed = request(f"{url}/translate", body)
+        assert status == 200 and len(listed["n_best"]) == 3
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

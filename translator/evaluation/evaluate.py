@@ -15,6 +15,7 @@ from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
 from translator.evaluation.scoring import paired_test, score
+from translator.inference.engines import engine_name, from_command
 from translator.inference.translator import Translator
 from translator.run_dir import RunDir, write_atomic
 
@@ -49,7 +50,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Translate, score with sacreBLEU (with bootstrap confidence intervals, and with
     `compare=...` a paired test against another run), and write hypotheses and a JSON report
     into the run directory."""
-    translator = Translator.from_command(cfg)
+    translator = from_command(cfg)
     run, decode = translator.run, translator.decode
     weights = run.weights_kind(translator.weights_file)
     name, sources, references = test_set(cfg, translator.run_config)
@@ -62,7 +63,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
     out_dir = run.eval_dir
     out_dir.mkdir(exist_ok=True)
+    engine = engine_name(cfg.get("engine"))
     stem = f"{name}.{weights}.{decode_name(decode)}"
+    stem += "" if engine == "tensorflow" else f".{engine}"
     hyp_path, report_path = out_dir / f"{stem}.hyp", out_dir / f"{stem}.json"
     if report_path.exists():
         log.warning("replacing the earlier report %s (and its hypotheses)", report_path)
@@ -77,6 +80,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "details": {k: v["details"] for k, v in scores.items()},
         "decode": OmegaConf.to_container(decode, resolve=True),
         "weights": weights,
+        "engine": engine,
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(sources) / seconds, 2) if seconds else None,
         "hypotheses": str(hyp_path),
@@ -122,7 +126,7 @@ def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list
     log.info("%s has no report on %s: translating it with that run", other, name)
     own = OmegaConf.merge(cfg, {"run_dir": str(other.path), "weights": "auto",
                                 "decode": {k: None for k in cfg.decode}})  # fmt: skip
-    translator = Translator.from_command(own)
+    translator = from_command(own)
     _, sources, _ = test_set(cfg, translator.run_config)
     label = (
         f"{other.path.name} ({name}.{other.weights_kind(translator.weights_file)}."

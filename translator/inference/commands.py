@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from translator.data.corpus import read_file
 from translator.errors import CorpusError, TranslatorError
+from translator.inference.engines import from_command
 from translator.inference.translator import Translation, Translator
 from translator.run_dir import write_atomic
 
@@ -106,7 +107,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
 
 def translate(cfg: DictConfig) -> dict:
     """Translate `cfg.text`, the file `cfg.input`, or standard input with the run `cfg.run_dir`."""
-    translator = Translator.from_command(cfg)
+    translator = from_command(cfg)
     if cfg.text:
         result = translator.translate_detailed([cfg.text])[0]
         print(format_translation(0, result, cfg.print_n_best))

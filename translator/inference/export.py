@@ -1,4 +1,5 @@
-"""Export a run as a SavedModel whose serving signature maps strings to strings.
+"""Export a run: a SavedModel whose serving signature maps strings to strings, or (with
+format=ctranslate2) a CTranslate2 model directory (`translator.inference.ct2_model`).
 
 The graph holds the tokenizers (tensorflow-text ops), the encoder, and the cached search, so the
 export reloads in a process that imports only tensorflow and tensorflow_text:
@@ -19,6 +20,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from translator.errors import TranslatorError
+from translator.inference.ct2_model import QUANTIZATIONS, weights_origin, write_model
 from translator.inference.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,44 @@ class ExportedTranslator(tf.Module):
         }
 
 
+FORMATS = ("savedmodel", "ctranslate2")
+
+
 def export(cfg: DictConfig) -> dict:
-    """Write the SavedModel of `cfg.run_dir` to `cfg.export_dir` (default: run_dir/export)."""
+    """Write `cfg.run_dir` as a SavedModel (default: run_dir/export) or, with
+    format=ctranslate2, as a CTranslate2 model (default: run_dir/export-ctranslate2-<quant>)."""
+    if cfg.format not in FORMATS:
+        raise TranslatorError(f"format={cfg.format!r}: expected savedmodel or ctranslate2")
+    if cfg.format == "ctranslate2" and cfg.quantization not in QUANTIZATIONS:
+        expected = ", ".join(QUANTIZATIONS)
+        raise TranslatorError(f"quantization={cfg.quantization!r}: expected {expected}")
     translator = Translator.from_command(cfg)
-    target = Path(cfg.export_dir or translator.run.export_dir)
+    if cfg.format == "ctranslate2":
+        default = translator.run.path / f"export-ctranslate2-{cfg.quantization}"
+        return export_ctranslate2(translator, check_target(cfg, default), cfg.quantization)
+    return export_savedmodel(translator, check_target(cfg, translator.run.export_dir))
+
+
+def check_target(cfg: DictConfig, default: Path) -> Path:
+    """The folder to write: `cfg.export_dir` or `default`, refused when it holds something and
+    overwrite is false."""
+    target = Path(cfg.export_dir or default)
     if target.is_dir() and any(target.iterdir()) and not cfg.overwrite:
         raise TranslatorError(f"{target} is not empty; pass overwrite=true to replace it")
     if target.exists() and not target.is_dir():
         raise TranslatorError(f"{target} exists and is not a folder")
+    return target
+
+
+def export_ctranslate2(translator: Translator, target: Path, quantization: str) -> dict:
+    origin = weights_origin(translator.run, translator.weights_file)
+    write_model(translator.model, translator.tokenizers, target, quantization, origin)
+    print(f"wrote a CTranslate2 model ({quantization}) to {target}; {target}/README.txt says "
+          "how to load it")  # fmt: skip
+    return {"export_dir": str(target), "format": "ctranslate2", "quantization": quantization}
+
+
+def export_savedmodel(translator: Translator, target: Path) -> dict:
     # Written beside the target and moved into place whole: never a half-written SavedModel.
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -64,7 +96,11 @@ def export(cfg: DictConfig) -> dict:
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     print(f"wrote SavedModel to {target} ({describe_decode(translator.decode)})")
-    return {"export_dir": str(target), "decode": OmegaConf.to_container(translator.decode)}
+    return {
+        "export_dir": str(target),
+        "format": "savedmodel",
+        "decode": OmegaConf.to_container(translator.decode),
+    }
 
 
 def describe_decode(decode: DictConfig) -> str:

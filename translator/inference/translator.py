@@ -113,6 +113,8 @@ class Translator:
         max_tokens: longest source in tokens (START/END included); longer ones are truncated.
     """
 
+    has_attention = True  # translate_detailed(attention=True) returns every layer's weights
+
     def __init__(
         self, model: Transformer, tokenizers: TokenizerPair, decode: DictConfig, max_tokens: int
     ):
@@ -149,6 +151,13 @@ class Translator:
         latest finished run under `paths.checkpoints`), `weights` and `decode` settings."""
         run = locate(cfg.run_dir, cfg.paths.checkpoints)
         return cls.from_run_dir(run, cfg.decode, cfg.weights)
+
+    def with_decode(self, decode: DictConfig) -> Translator:
+        """The same model and tokenizers decoding with other settings (its own search graph)."""
+        other = Translator(self.model, self.tokenizers, decode, self.max_tokens)
+        other.run, other.run_config = self.run, self.run_config
+        other.weights_file = self.weights_file
+        return other
 
     # In-graph pieces (also used by the SavedModel export).
     def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:

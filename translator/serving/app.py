@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from translator.errors import first_line
+from translator.inference.engines import engine_name
 from translator.serving.batcher import Batcher
 from translator.serving.engine import Engine
 from translator.serving.metrics import ServerMetrics
@@ -47,7 +48,8 @@ class Server:
         try:
             translator = await asyncio.to_thread(self.load_translator)
             engine = Engine(translator, self.cfg.decoders_cached)
-            await asyncio.to_thread(engine.translate, [WARMUP_SENTENCE], translator.decode, True)
+            warm = (engine.translate, [WARMUP_SENTENCE], translator.decode, engine.has_attention)
+            await asyncio.to_thread(*warm)
         except Exception as error:  # reported by /health; the process stays up to say so
             self.status = f"failed: {first_line(error)}"
             log.error("loading the run failed: %s", first_line(error))
@@ -80,7 +82,8 @@ def create_app(cfg: DictConfig, load_translator) -> Starlette:
 
     async def health(request: Request) -> Response:
         ready = server.status == "ready"
-        body = {"status": server.status, "run_dir": server.run_dir}
+        body = {"status": server.status, "run_dir": server.run_dir,
+                "engine": engine_name(server.cfg.get("engine"))}  # fmt: skip
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
@@ -145,18 +148,19 @@ async def answer_translate(server: Server, request: Request) -> Response:
         decode = server.batcher.engine.settings(parsed.decode)
     except ValueError as error:
         raise BadRequest(422, first_line(error)) from None
+    attention = parsed.attention and server.batcher.engine.has_attention
     start = time.perf_counter()
-    job = asyncio.ensure_future(
-        server.batcher.translate(parsed.sentences, decode, parsed.attention)
-    )
+    job = asyncio.ensure_future(server.batcher.translate(parsed.sentences, decode, attention))
     if not await finished_unless_gone(job, request, cfg.request_timeout_s):
         return Response(status_code=499)  # the client has gone; nobody reads this
     results = job.result()
     body = {
-        "translations": [translation_json(t, decode.n_best, parsed.attention) for t in results],
+        "translations": [translation_json(t, decode.n_best, attention) for t in results],
         "decode": {k: decode[k] for k in ("strategy", "beam_size", "length_penalty", "n_best")},
         "timing": {"queue_and_decode_ms": round(1000 * (time.perf_counter() - start), 1)},
     }
+    if parsed.attention and not attention:
+        body["warning"] = "no attention weights: they need engine=tensorflow"
     if parsed.single:
         body.update(body.pop("translations")[0])
     return JSONResponse(body)

@@ -31,6 +31,7 @@ class Engine:
         self.cache_size = cache_size
         self._translators: OrderedDict[tuple, Translator] = OrderedDict()
         self._lock = threading.Lock()
+        self.has_attention = translator.has_attention  # only TensorFlow's decoder returns it
 
     def settings(self, overrides: dict) -> DictConfig:
         """The run's decode settings with a request's `overrides`: a beam size above 1 or an
@@ -55,8 +56,7 @@ class Engine:
         if decode == self.default.decode:
             return self.default
         if key not in self._translators:
-            tr = self.default
-            self._translators[key] = Translator(tr.model, tr.tokenizers, decode, tr.max_tokens)
+            self._translators[key] = self.default.with_decode(decode)
             while len(self._translators) > self.cache_size:
                 self._translators.popitem(last=False)
         self._translators.move_to_end(key)

@@ -7,6 +7,7 @@ import logging
 import uvicorn
 from omegaconf import DictConfig
 
+from translator.inference import engines
 from translator.inference.translator import Translator
 from translator.run_dir import locate
 from translator.serving.app import create_app
@@ -21,7 +22,7 @@ def serve(cfg: DictConfig) -> None:
     run.check_complete()
 
     def load_translator() -> Translator:
-        return Translator.from_run_dir(run, cfg.decode, cfg.weights)
+        return engines.load_translator(run, cfg.decode, cfg.weights, cfg.engine)
 
     app = create_app(cfg, load_translator)
     print(f"serving {run} on http://{cfg.host}:{cfg.port}/ (the page), POST /translate, "

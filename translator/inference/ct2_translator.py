@@ -1,0 +1,228 @@
+"""Translate with a run converted to CTranslate2 (`engine=ctranslate2`).
+
+Same interface and decode settings as `Translator`: greedy or beam search, n-best, each
+sentence's own output length limit (ceil(a * source tokens) + b), empty lines kept empty. Greedy
+search matches the TensorFlow decoder token for token up to float rounding, with the same scores
+(summed log-probabilities). Beam search differs in one way CTranslate2 does not let us change: it
+normalises scores by length**alpha during the search, where we use GNMT's ((5 + length) / 6)**alpha;
+the hypotheses it returns are re-ranked by GNMT's penalty, and with alpha = 0 the two coincide.
+
+The converted model lives in <run_dir>/ctranslate2 (made on first use, remade when the run's
+weights change); `engine.compute_type` chooses float32 or int8 arithmetic when it is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+
+import sentencepiece as spm
+from omegaconf import DictConfig
+
+from translator.errors import RunDirError, TranslatorError, first_line
+from translator.inference.ct2_model import converted_from, weights_origin, write_model
+from translator.inference.translator import (
+    Translation,
+    decode_settings,
+    load_run,
+    load_tokenizers,
+)
+from translator.run_dir import RunDir
+from translator.tokenizer import NUM_RESERVED, TokenizerPair
+
+log = logging.getLogger(__name__)
+
+CT2_DIR = "ctranslate2"
+
+
+def cpu_threads() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def prepare_model(run: RunDir, weights: str, model_dir: str | None) -> Path:
+    """The CTranslate2 folder to load: `model_dir` as given, or <run_dir>/ctranslate2, converted
+    from the chosen weights when it is missing or was made from other weights."""
+    if model_dir:
+        if not (Path(model_dir) / "model.bin").exists():
+            raise RunDirError(f"{model_dir}: not a CTranslate2 model (no model.bin)")
+        return Path(model_dir)
+    weights_file = run.choose_weights(weights)
+    origin = weights_origin(run, weights_file)
+    folder = run.path / CT2_DIR
+    recorded = converted_from(folder)
+    if recorded and {k: recorded.get(k) for k in origin} == origin:
+        return folder
+    log.info("converting %s to CTranslate2 in %s", weights_file.name, folder)
+    _, model, tokenizers, _ = load_run(run, weights)
+    return write_model(model, tokenizers, folder, "float32", origin)
+
+
+class CTranslate2Translator:
+    """Batched greedy or beam-search translation with CTranslate2.
+
+    Args:
+        engine: a loaded `ctranslate2.Translator`.
+        tokenizers: the run's tokenizers (their SentencePiece models segment the text here).
+        decode: a `decode` config, as for `Translator`.
+        max_tokens: longest source in tokens (START/END included); longer ones are truncated.
+        max_positions: the model's position table (output limits stay within it).
+    """
+
+    has_attention = False
+
+    def __init__(
+        self,
+        engine,
+        tokenizers: TokenizerPair,
+        decode: DictConfig,
+        max_tokens: int,
+        max_positions: int,
+    ):
+        if decode.strategy not in ("greedy", "beam"):
+            raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
+        self.engine = engine
+        self.tokenizers = tokenizers
+        self.decode = decode
+        self.max_tokens = max_tokens
+        self.max_positions = max_positions
+        self.run: RunDir | None = None
+        self.run_config: DictConfig | None = None
+        self.weights_file: Path | None = None
+        self.model_dir: Path | None = None
+        self._source = spm.SentencePieceProcessor(model_proto=tokenizers.source.model_proto)
+        self._target = spm.SentencePieceProcessor(model_proto=tokenizers.target.model_proto)
+
+    @classmethod
+    def from_run_dir(
+        cls,
+        run_dir: str | Path | RunDir,
+        decode: DictConfig | None = None,
+        weights: str = "auto",
+        engine: DictConfig | None = None,
+    ) -> CTranslate2Translator:
+        """Load a run's CTranslate2 model (converting it first if needed) with `engine`'s
+        compute_type, threads and model_dir."""
+        import ctranslate2
+
+        engine = engine or DictConfig({})
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        run.check_complete()
+        cfg = run.load_config()
+        tokenizers = load_tokenizers(run, run.load_model_settings())
+        folder = prepare_model(run, weights, engine.get("model_dir"))
+        try:
+            loaded = ctranslate2.Translator(
+                str(folder),
+                device="cpu",
+                compute_type=engine.get("compute_type") or "default",
+                inter_threads=1,
+                intra_threads=engine.get("threads") or cpu_threads(),
+            )
+        except (RuntimeError, ValueError) as error:
+            message = f"{folder}: CTranslate2 cannot load it ({first_line(error)})"
+            raise RunDirError(message) from None
+        settings = decode_settings(cfg.get("decode"), decode)
+        translator = cls(loaded, tokenizers, settings, cfg.data.max_tokens, cfg.model.max_positions)
+        translator.run, translator.run_config = run, cfg
+        translator.weights_file = Path(run.choose_weights(weights))
+        translator.model_dir = folder
+        return translator
+
+    def with_decode(self, decode: DictConfig) -> CTranslate2Translator:
+        """The same loaded model decoding with other settings."""
+        other = CTranslate2Translator(
+            self.engine, self.tokenizers, decode, self.max_tokens, self.max_positions
+        )
+        other.run, other.run_config = self.run, self.run_config
+        other.weights_file, other.model_dir = self.weights_file, self.model_dir
+        return other
+
+    def translate(self, sentences: list[str]) -> list[str]:
+        """Translate sentences; empty input lines give empty outputs."""
+        return [t.text for t in self.translate_detailed(sentences)]
+
+    def translate_detailed(
+        self,
+        sentences: list[str],
+        attention: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Translation]:
+        """Translations with scores and n-best lists (attention: TensorFlow engine only)."""
+        if attention:
+            raise TranslatorError("attention weights need engine=tensorflow")
+        results: list[Translation | None] = [None] * len(sentences)
+        pieces, truncated = {}, set()
+        for i, sentence in enumerate(sentences):
+            if not sentence.strip():
+                results[i] = Translation(source=sentence, text="", score=0.0)
+                continue
+            pieces[i] = self._pieces(sentence.strip())
+            if len(pieces[i]) + 2 > self.max_tokens:
+                truncated.add(i)
+                pieces[i] = pieces[i][: self.max_tokens - 2]
+        if progress and len(pieces) < len(sentences):
+            progress(len(sentences) - len(pieces))
+        # Sorted by length, so each output limit (a function of it) is one run of sentences.
+        order = sorted(pieces, key=lambda i: len(pieces[i]))
+        for limit, group in groupby(order, key=lambda i: self._limit(len(pieces[i]))):
+            group = list(group)
+            for start in range(0, len(group), self.decode.batch_size):
+                chunk = group[start : start + self.decode.batch_size]
+                found = self._search([pieces[i] for i in chunk], limit)
+                for i, result in zip(chunk, found, strict=True):
+                    results[i] = self._translation(sentences[i].strip(), result, i in truncated)
+                if progress:
+                    progress(len(chunk))
+        return results  # type: ignore[return-value]
+
+    def _pieces(self, sentence: str) -> list[str]:
+        """The source pieces, without START/END (a warning when they exceed max_tokens)."""
+        text = sentence.lower() if self.tokenizers.source.lowercase else sentence
+        pieces = self._source.encode(text, out_type=str)
+        if len(pieces) + 2 > self.max_tokens:
+            print(
+                f"warning: source truncated to {self.max_tokens} tokens ({len(pieces) + 2} "
+                f"given): {sentence[:60]!r}",
+                file=sys.stderr,
+            )
+        return pieces
+
+    def _limit(self, pieces: int) -> int:
+        """The output length limit of a source of `pieces` pieces (START and END added)."""
+        a, b = self.decode.max_length_a, self.decode.max_length_b
+        return min(math.ceil(a * (pieces + 2)) + b, self.max_positions)
+
+    def _search(self, batch: list[list[str]], limit: int):
+        beam = self.decode.strategy == "beam"
+        return self.engine.translate_batch(
+            batch,
+            beam_size=self.decode.beam_size if beam else 1,
+            num_hypotheses=self.decode.beam_size if beam else 1,
+            length_penalty=self.decode.length_penalty if beam else 0.0,
+            min_decoding_length=0,
+            max_decoding_length=limit,
+            max_input_length=0,
+            return_scores=True,
+            return_end_token=True,
+        )
+
+    def _translation(self, source: str, result, truncated: bool) -> Translation:
+        alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0
+        ranked = []
+        for hypothesis, score in zip(result.hypotheses, result.scores, strict=True):
+            length = len(hypothesis)  # with END when it ended
+            total = score * length**alpha  # undo CTranslate2's length normalisation
+            ranked.append((self._text(hypothesis), total / ((5 + length) / 6) ** alpha))
+        ranked.sort(key=lambda pair: -pair[1])
+        n_best = ranked[: self.decode.n_best if self.decode.strategy == "beam" else 1]
+        return Translation(source, n_best[0][0], n_best[0][1], n_best, truncated=truncated)
+
+    def _text(self, hypothesis: list[str]) -> str:
+        ids = [self._target.piece_to_id(piece) for piece in hypothesis]
+        return self._target.decode([i for i in ids if i >= NUM_RESERVED])

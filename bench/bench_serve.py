@@ -6,7 +6,7 @@
 Starts `scripts/serve.py` on a free localhost port, and for each number of clients sends the
 run's test sentences, one per request, for `serve_seconds` (the last level for
 `serve_soak_seconds`, to see memory settle). Prints one JSON object: sentences/s, p50/p95/p99
-latency, errors and the server's resident memory per level, and `Translator.translate` on one
+latency, errors and the server's resident memory per level, and the same translator on one
 sentence in this process for comparison.
 """
 
@@ -27,9 +27,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from translator.config import CONFIG_DIR, PROJECT_ROOT
+from translator.config import CONFIG_DIR, PROJECT_ROOT, load_config
 from translator.data import load_corpus
-from translator.inference.translator import Translator
+from translator.inference.engines import load_translator
 from translator.run_dir import locate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,10 +49,10 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def start_server(run_dir: str, port: int) -> subprocess.Popen:
+def start_server(run_dir: str, port: int, overrides: list[str]) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"), f"run_dir={run_dir}",
-         f"port={port}", "log_level=warning"],
+         f"port={port}", "log_level=warning", *overrides],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.time() + 300
@@ -118,9 +118,11 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
     }
 
 
-def translate_one_ms(run, sentences: list[str], count: int = 50) -> float:
-    """Median time of `Translator.translate` on one sentence, in this process."""
-    translator = Translator.from_run_dir(run)
+def translate_one_ms(run, sentences: list[str], overrides: list[str], count: int = 50) -> float:
+    """Median time of the server's translator (same engine and decode settings) translating one
+    sentence, in this process."""
+    serve = load_config("serve", list(overrides))
+    translator = load_translator(run, serve.decode, serve.weights, serve.engine)
     translator.translate(sentences[:2])  # trace
     times = []
     for sentence in sentences[:count]:
@@ -134,7 +136,7 @@ def bench_serve(cfg: DictConfig) -> dict:
     run = locate(cfg.run_dir, cfg.paths.checkpoints)
     sentences = load_corpus(run.load_config().data, cfg.split).source
     port = free_port()
-    server = start_server(str(run), port)
+    server = start_server(str(run), port, cfg.serve_overrides)
     try:
         levels = []
         for i, clients in enumerate(cfg.serve_clients):
@@ -146,12 +148,13 @@ def bench_serve(cfg: DictConfig) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    one = translate_one_ms(run, sentences)
+    one = translate_one_ms(run, sentences, cfg.serve_overrides)
     first, most = levels[0], levels[-1]
     soak = most["server_rss_mb_after"] / most["server_rss_mb_before"] - 1
     return {
         "machine": machine(),
         "run_dir": str(run),
+        "server_overrides": list(cfg.serve_overrides),
         "split": cfg.split,
         "levels": levels,
         "server_peak_rss_mb": round(peak, 1),

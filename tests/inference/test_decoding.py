@@ -145,3 +145,41 @@ def test_each_sentence_stops_at_its_own_length_limit_as_it_would_alone(search):
     if search == "beam":
         truncated /= length_penalty(2, 1.0).numpy()  # normalised at the length it reached
     assert scores[0, 0] == pytest.approx(truncated, rel=1e-5)
+
+
+# Per-sentence distributions: kind 0 ends at once (START -> END .9, a .1; a -> END), kind 1
+# follows PROBS ("a c END" greedily, "b END" by beam search at alpha 0).
+QUICK = np.full((7, 7), TINY)
+QUICK[2, [END, A]] = [0.9, 0.1]
+QUICK[A, END] = 1.0
+KIND_TABLES = tf.constant(
+    np.log(np.stack([t / t.sum(1, keepdims=True) for t in (QUICK, PROBS)])), tf.float32
+)
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_finished_sentences_leave_the_batch(search):
+    """The state shrinks to the sentences still decoding, and results stay as each alone."""
+    rows_seen = []
+
+    def by_kind(token_ids, index, state):
+        rows_seen.append(int(token_ids.shape[0]))
+        table = tf.gather(KIND_TABLES, state["kind"])  # (N, 7, 7)
+        return tf.gather(table, token_ids[:, 0], batch_dims=1), state
+
+    def run(kinds):
+        state = {"kind": tf.constant(kinds, tf.int32)}
+        if search == "greedy":
+            tokens, scores = greedy_search(by_kind, state, len(kinds), MAX_LENGTH)
+            return tokens.numpy()[:, None], scores.numpy()[:, None]
+        return [t.numpy() for t in beam_search(by_kind, state, len(kinds), MAX_LENGTH, 2, 0.0, 2)]
+
+    tokens, scores = run([0, 1, 1])
+    k = 1 if search == "greedy" else 2
+    assert rows_seen[0] == 3 * k and rows_seen[-1] == 2 * k  # sentence 0 left; 1 and 2 went on
+    assert len(rows_seen) == 3  # START, then two more steps for "a c END" / "b END" + "a c END"
+    for b, kind in enumerate([0, 1, 1]):
+        alone_tokens, alone_scores = run([kind])
+        np.testing.assert_array_equal(tokens[b], alone_tokens[0])
+        np.testing.assert_allclose(scores[b], alone_scores[0], rtol=1e-6)
+    assert tokens[0, 0].tolist() == padded(END)

@@ -4,14 +4,15 @@ Both searches are model-agnostic: they call
 
     next_logits(token_ids (N, 1), index, state) -> (logits (N, V), state)
 
-where `index` is the position being decoded, N is the number of hypotheses (B for greedy, B * K
-for beam search) and `state` is any nest of tensors whose first dimension is N (for the
+where `index` is the position being decoded, N is the number of hypotheses still being decoded
+(at most B for greedy, B * K for beam search) and `state` is any nest of tensors whose first dimension is N (for the
 Transformer: its decoder cache and the source padding). Beam search reorders the state along
 that first dimension when hypotheses are reordered.
 
-Both run as `tf.while_loop`s with fixed shapes, so they compile into one graph (tf.function, XLA,
-SavedModel). Scores are sums of token log-probabilities, divided for beam search by the GNMT
-length penalty ((5 + length) / 6) ** alpha, where length counts the generated tokens with END.
+Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel), and both
+drop sentences from the state as they finish. Scores are sums of token log-probabilities, divided
+for beam search by the GNMT length penalty ((5 + length) / 6) ** alpha, where length counts the
+generated tokens with END.
 
 Dimension letters: B batch, K beam size, V vocabulary, L maximum output length.
 """
@@ -59,35 +60,47 @@ def greedy_search(
     reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
     A sentence's result does not depend on the others in its batch.
 
+    Sentences leave the batch as they finish: the state keeps only the rows still decoding
+    (`rows`, their places in the batch), so a batch costs the sum of its output lengths rather
+    than its size times the longest.
+
     Returns:
         (tokens (B, L) int32 without START, END included, PAD after it;
          scores (B,) summed log-probabilities).
     """
-    tokens = tf.fill([batch_size, max_length + 1], PAD_ID)
-    tokens = _set_column(tokens, 0, tf.fill([batch_size], start_id))
+    tokens = tf.fill([batch_size, max_length], PAD_ID)
     scores = tf.zeros([batch_size], tf.float32)
-    finished = tf.zeros([batch_size], tf.bool)
     limits = sentence_limits(limits, batch_size, max_length)
+    rows = tf.range(batch_size)  # the sentences still decoding, in the state's order
+    last = tf.fill([batch_size], start_id)  # their latest tokens
 
-    def not_done(i, tokens, scores, finished, state):
-        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+    def not_done(i, tokens, scores, rows, last, state):
+        return tf.logical_and(i < max_length, tf.size(rows) > 0)
 
-    def step(i, tokens, scores, finished, state):
-        logits, state = next_logits(tokens[:, i : i + 1], i, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (B, V)
-        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (B,)
-        best = tf.where(finished, PAD_ID, best)
-        gained = tf.reduce_max(log_probs, axis=-1)
-        scores = scores + tf.where(finished, 0.0, gained)
-        tokens = _set_column(tokens, i + 1, best)
-        finished = tf.logical_or(finished, best == end_id)
-        finished = tf.logical_or(finished, i + 1 >= limits)  # cut at its own limit
-        return i + 1, tokens, scores, finished, state
+    def step(i, tokens, scores, rows, last, state):
+        logits, state = next_logits(last[:, None], i, state)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (N, V)
+        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (N,)
+        at = tf.stack([rows, tf.fill(tf.shape(rows), i)], axis=1)
+        tokens = tf.tensor_scatter_nd_update(tokens, at, best)
+        scores = tf.tensor_scatter_nd_add(scores, rows[:, None], tf.reduce_max(log_probs, -1))
+        done = tf.logical_or(best == end_id, i + 1 >= tf.gather(limits, rows))  # or its limit
+        keep = tf.cast(tf.where(tf.logical_not(done))[:, 0], tf.int32)
+        state = tf.cond(tf.reduce_any(done), lambda: _gather_rows(state, keep), lambda: state)
+        return i + 1, tokens, scores, tf.gather(rows, keep), tf.gather(best, keep), state
 
-    _, tokens, scores, _, _ = tf.while_loop(
-        not_done, step, (tf.constant(0), tokens, scores, finished, state)
+    loop = (tf.constant(0), tokens, scores, rows, last, state)
+    any_rows = tf.TensorShape([None])
+    invariants = (
+        tf.TensorShape([]),
+        tokens.shape,
+        scores.shape,
+        any_rows,
+        any_rows,
+        tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), state),
     )
-    return tokens[:, 1:], scores
+    _, tokens, scores, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
+    return tokens, scores
 
 
 def beam_search(
@@ -101,13 +114,19 @@ def beam_search(
     start_id: int = START_ID,
     end_id: int = END_ID,
     limits=None,
+    reorder=None,
 ):
     """Beam search with a length penalty.
 
-    `state` is given per sentence (first dimension B) and is tiled to B * K here. Each sentence
-    stops at its own length limit (`limits` (B,), each at most `max_length`; default
-    `max_length`): from then on its hypotheses stay as they were, so a sentence's result does
-    not depend on the others in its batch.
+    `state` is given per sentence (first dimension B) and is tiled to B * K here. A sentence
+    leaves the search when no live hypothesis of it can still beat its worst finished one, or at
+    its own length limit (`limits` (B,), each at most `max_length`; default `max_length`); the
+    state keeps only the rows of the sentences still searching, so a sentence's result does not
+    depend on the others in its batch, and finished ones cost nothing.
+
+    `reorder(state, rows)` gives the state of the hypotheses kept, rows (N,) of the old one; by
+    default every tensor is gathered. A model whose state holds per-sentence parts (the same for
+    all K hypotheses of a sentence, such as cross-attention keys) can skip those.
 
     Returns:
         (tokens (B, n_best, L) int32 without START, best first; scores (B, n_best)
@@ -124,80 +143,84 @@ def beam_search(
     finished_seqs = tf.zeros_like(seqs)
     finished_scores = tf.fill([batch_size, k], NEG_INF)
     finished_flags = tf.zeros([batch_size, k], tf.bool)
-    batch_index = tf.range(batch_size)[:, None]  # (B, 1)
     limits = sentence_limits(limits, batch_size, max_length)
     longest = length_penalty(limits, alpha)  # (B,) the largest penalty each sentence can reach
+    search = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
+    sentences = tf.range(batch_size)  # those still searching, in the state's order (A,)
 
-    def not_done(i, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state):
-        # Stop once no sentence below its limit has a live hypothesis that can still beat the
-        # worst finished one of its sentence.
-        best_possible = alive_log_probs[:, 0] / longest
-        worst_finished = tf.reduce_min(
-            tf.where(finished_flags, finished_scores, tf.float32.max), axis=1
-        )
-        worst_finished = tf.where(tf.reduce_all(finished_flags, axis=1), worst_finished, NEG_INF)
-        improvable = tf.reduce_any(tf.logical_and(best_possible > worst_finished, i < limits))
-        return tf.logical_and(i < max_length, improvable)
+    def not_done(i, search, sentences, state):
+        return tf.logical_and(i < max_length, tf.size(sentences) > 0)
 
-    def step(i, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state):
-        old = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
-        last = tf.reshape(seqs[:, :, i], [batch_size * k, 1])
-        logits, state = next_logits(last, i, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (B*K, V)
-        vocab = tf.shape(log_probs)[-1]
-        totals = alive_log_probs[:, :, None] + tf.reshape(log_probs, [batch_size, k, vocab])
-        # The 2K best continuations: enough that K of them are still alive after END ones leave.
-        top_log_probs, top_index = tf.math.top_k(tf.reshape(totals, [batch_size, k * vocab]), 2 * k)
-        top_beam = top_index // vocab  # (B, 2K)
-        top_token = top_index % vocab
-        top_seqs = tf.gather(seqs, top_beam, batch_dims=1)  # (B, 2K, L+1)
-        top_seqs = _set_column(top_seqs, i + 1, top_token)
-        ended = top_token == end_id
+    def step(i, search, sentences, state):
+        mine = [tf.gather(t, sentences) for t in search]  # the searching sentences' part
+        new, rows, state = _beam_step(next_logits, i, mine, state, k, alpha, end_id)
+        state = (reorder or _gather_rows)(state, rows)
+        search = tuple(_scatter(t, sentences, part) for t, part in zip(search, new, strict=True))
+        # Leaving: at its limit, or no live hypothesis can beat the worst finished one.
+        _, alive, _, scores, flags = new
+        best_possible = alive[:, 0] / tf.gather(longest, sentences)
+        worst_finished = tf.reduce_min(tf.where(flags, scores, tf.float32.max), axis=1)
+        hopeless = tf.logical_and(tf.reduce_all(flags, axis=1), best_possible <= worst_finished)
+        done = tf.logical_or(hopeless, i + 1 >= tf.gather(limits, sentences))
+        keep = tf.cast(tf.where(tf.logical_not(done))[:, 0], tf.int32)  # (A',)
+        kept_rows = tf.reshape(keep[:, None] * k + tf.range(k)[None, :], [-1])
+        state = tf.cond(tf.reduce_any(done), lambda: _gather_rows(state, kept_rows), lambda: state)
+        return i + 1, search, tf.gather(sentences, keep), state
 
-        # Alive: the K best continuations that did not end.
-        alive_candidates = tf.where(ended, NEG_INF, top_log_probs)
-        alive_log_probs, alive_pick = tf.math.top_k(alive_candidates, k)  # (B, K)
-        seqs = tf.gather(top_seqs, alive_pick, batch_dims=1)
-        source_beam = tf.gather(top_beam, alive_pick, batch_dims=1)  # (B, K)
-        flat = tf.reshape(batch_index * k + source_beam, [-1])  # (B*K,)
-        state = tf.nest.map_structure(lambda t: tf.gather(t, flat), state)
-
-        # Finished: merge the K kept so far with the continuations that ended now.
-        new_scores = top_log_probs / length_penalty(i + 1, alpha)
-        new_scores = tf.where(ended, new_scores, NEG_INF)
-        all_seqs = tf.concat([finished_seqs, top_seqs], axis=1)  # (B, 3K, L+1)
-        all_scores = tf.concat([finished_scores, new_scores], axis=1)
-        all_flags = tf.concat([finished_flags, ended], axis=1)
-        finished_scores, pick = tf.math.top_k(all_scores, k)
-        finished_seqs = tf.gather(all_seqs, pick, batch_dims=1)
-        finished_flags = tf.gather(all_flags, pick, batch_dims=1)
-        # Sentences at their limit keep their hypotheses (their state rows run on unused).
-        new = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
-        seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags = [
-            _keep_where(i >= limits, kept, value) for kept, value in zip(old, new, strict=True)
-        ]
-        return i + 1, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, state
-
-    loop = (
-        tf.constant(0),
-        seqs,
-        alive_log_probs,
-        finished_seqs,
-        finished_scores,
-        finished_flags,
-        state,
+    invariants = (
+        tf.TensorShape([]),
+        tuple(t.shape for t in search),
+        tf.TensorShape([None]),
+        tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), state),
     )
-    _, seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, _ = tf.while_loop(
-        not_done, step, loop
-    )
-    return _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags,
-                   longest[:, None], n_best)  # fmt: skip
+    loop = (tf.constant(0), search, sentences, state)
+    _, search, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
+    return _n_best(*search, longest[:, None], n_best)
 
 
-def _keep_where(stopped, kept, value):
-    """`kept` for the sentences (B,) that have `stopped`, `value` for the others."""
-    mask = tf.reshape(stopped, [-1] + [1] * (len(value.shape) - 1))
-    return tf.where(mask, kept, value)
+def _beam_step(next_logits, i, search, state, k, alpha, end_id):
+    """One step for A sentences: their new (seqs, alive log-probs, finished seqs, scores, flags),
+    the rows (A * K,) of the state their live hypotheses continue, and the stepped state."""
+    seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags = search
+    count = tf.shape(seqs)[0]
+    last = tf.reshape(seqs[:, :, i], [count * k, 1])
+    logits, state = next_logits(last, i, state)
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (A*K, V)
+    vocab = tf.shape(log_probs)[-1]
+    totals = alive_log_probs[:, :, None] + tf.reshape(log_probs, [count, k, vocab])
+    # The 2K best continuations: enough that K of them are still alive after END ones leave.
+    top_log_probs, top_index = tf.math.top_k(tf.reshape(totals, [count, k * vocab]), 2 * k)
+    top_beam = top_index // vocab  # (A, 2K)
+    top_token = top_index % vocab
+    top_seqs = tf.gather(seqs, top_beam, batch_dims=1)  # (A, 2K, L+1)
+    top_seqs = _set_column(top_seqs, i + 1, top_token)
+    ended = top_token == end_id
+
+    # Alive: the K best continuations that did not end.
+    alive_candidates = tf.where(ended, NEG_INF, top_log_probs)
+    alive_log_probs, alive_pick = tf.math.top_k(alive_candidates, k)  # (A, K)
+    seqs = tf.gather(top_seqs, alive_pick, batch_dims=1)
+    source_beam = tf.gather(top_beam, alive_pick, batch_dims=1)  # (A, K)
+    rows = tf.reshape(tf.range(count)[:, None] * k + source_beam, [-1])  # (A*K,)
+
+    # Finished: merge the K kept so far with the continuations that ended now.
+    new_scores = tf.where(ended, top_log_probs / length_penalty(i + 1, alpha), NEG_INF)
+    all_seqs = tf.concat([finished_seqs, top_seqs], axis=1)  # (A, 3K, L+1)
+    all_scores = tf.concat([finished_scores, new_scores], axis=1)
+    all_flags = tf.concat([finished_flags, ended], axis=1)
+    finished_scores, pick = tf.math.top_k(all_scores, k)
+    finished_seqs = tf.gather(all_seqs, pick, batch_dims=1)
+    finished_flags = tf.gather(all_flags, pick, batch_dims=1)
+    return (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags), rows, state
+
+
+def _scatter(full, rows, part):
+    """`full` with its rows `rows` replaced by `part`."""
+    return tf.tensor_scatter_nd_update(full, rows[:, None], part)
+
+
+def _gather_rows(state, rows):
+    return tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
 
 
 def _n_best(seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags, penalty, n):

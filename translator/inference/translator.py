@@ -201,7 +201,19 @@ class Translator:
             alpha=self.decode.length_penalty,
             n_best=self.decode.n_best,
             limits=limits,
+            reorder=self._reorder_cache if self.decode.use_cache else None,
         )
+
+    @staticmethod
+    def _reorder_cache(state, rows):
+        """Beam search's reordering: only the self-attention caches differ between the
+        hypotheses of a sentence (cross-attention keys, values and padding are per sentence)."""
+        cache, padding = state
+        cache = [
+            dict(c, self_k=tf.gather(c["self_k"], rows), self_v=tf.gather(c["self_v"], rows))
+            for c in cache
+        ]
+        return cache, padding
 
     def _cached_next_logits(self, token_ids, index, state):
         cache, padding = state

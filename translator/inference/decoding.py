@@ -5,9 +5,9 @@ Both searches are model-agnostic: they call
     next_logits(token_ids (N, 1), index, state) -> (logits (N, V), state)
 
 where `index` is the position being decoded, N is the number of hypotheses still being decoded
-(at most B for greedy, B * K for beam search) and `state` is any nest of tensors whose first dimension is N (for the
-Transformer: its decoder cache and the source padding). Beam search reorders the state along
-that first dimension when hypotheses are reordered.
+(at most B for greedy, B * K for beam search) and `state` is any nest of tensors whose first
+dimension is N (for the Transformer: its decoder cache and the source padding). Beam search
+reorders the state along that first dimension when hypotheses are reordered.
 
 Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel), and both
 drop sentences from the state as they finish. Scores are sums of token log-probabilities, divided

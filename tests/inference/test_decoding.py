@@ -157,9 +157,12 @@ KIND_TABLES = tf.constant(
 )
 
 
-@pytest.mark.parametrize("search", ["greedy", "beam"])
-def test_finished_sentences_leave_the_batch(search):
-    """The state shrinks to the sentences still decoding, and results stay as each alone."""
+@pytest.mark.parametrize(
+    "kinds, rows", [([0, 0, 1], [6, 6, 2]), ([0, 1, 1], [6, 6, 6])], ids=["shrinks", "rides"]
+)
+def test_beam_search_drops_finished_sentences_once_half_have_finished(kinds, rows):
+    """Two of three sentences finished: the state shrinks to the third's K rows; one of three:
+    it rides along. Either way each sentence's result is its result alone."""
     rows_seen = []
 
     def by_kind(token_ids, index, state):
@@ -169,16 +172,11 @@ def test_finished_sentences_leave_the_batch(search):
 
     def run(kinds):
         state = {"kind": tf.constant(kinds, tf.int32)}
-        if search == "greedy":
-            tokens, scores = greedy_search(by_kind, state, len(kinds), MAX_LENGTH)
-            return tokens.numpy()[:, None], scores.numpy()[:, None]
         return [t.numpy() for t in beam_search(by_kind, state, len(kinds), MAX_LENGTH, 2, 0.0, 2)]
 
-    tokens, scores = run([0, 1, 1])
-    k = 1 if search == "greedy" else 2
-    assert rows_seen[0] == 3 * k and rows_seen[-1] == 2 * k  # sentence 0 left; 1 and 2 went on
-    assert len(rows_seen) == 3  # START, then two more steps for "a c END" / "b END" + "a c END"
-    for b, kind in enumerate([0, 1, 1]):
+    tokens, scores = run(kinds)
+    assert rows_seen == rows  # START, then "b END" and "a c END" for kind 1
+    for b, kind in enumerate(kinds):
         alone_tokens, alone_scores = run([kind])
         np.testing.assert_array_equal(tokens[b], alone_tokens[0])
         np.testing.assert_allclose(scores[b], alone_scores[0], rtol=1e-6)

@@ -9,8 +9,8 @@ where `index` is the position being decoded, N is the number of hypotheses still
 dimension is N (for the Transformer: its decoder cache and the source padding). Beam search
 reorders the state along that first dimension when hypotheses are reordered.
 
-Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel), and both
-drop sentences from the state as they finish. Scores are sums of token log-probabilities, divided
+Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel); beam
+search drops finished sentences from its state. Scores are sums of token log-probabilities, divided
 for beam search by the GNMT length penalty ((5 + length) / 6) ** alpha, where length counts the
 generated tokens with END.
 
@@ -60,47 +60,35 @@ def greedy_search(
     reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
     A sentence's result does not depend on the others in its batch.
 
-    Sentences leave the batch as they finish: the state keeps only the rows still decoding
-    (`rows`, their places in the batch), so a batch costs the sum of its output lengths rather
-    than its size times the longest.
-
     Returns:
         (tokens (B, L) int32 without START, END included, PAD after it;
          scores (B,) summed log-probabilities).
     """
-    tokens = tf.fill([batch_size, max_length], PAD_ID)
+    tokens = tf.fill([batch_size, max_length + 1], PAD_ID)
+    tokens = _set_column(tokens, 0, tf.fill([batch_size], start_id))
     scores = tf.zeros([batch_size], tf.float32)
+    finished = tf.zeros([batch_size], tf.bool)
     limits = sentence_limits(limits, batch_size, max_length)
-    rows = tf.range(batch_size)  # the sentences still decoding, in the state's order
-    last = tf.fill([batch_size], start_id)  # their latest tokens
 
-    def not_done(i, tokens, scores, rows, last, state):
-        return tf.logical_and(i < max_length, tf.size(rows) > 0)
+    def not_done(i, tokens, scores, finished, state):
+        return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
 
-    def step(i, tokens, scores, rows, last, state):
-        logits, state = next_logits(last[:, None], i, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (N, V)
-        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (N,)
-        at = tf.stack([rows, tf.fill(tf.shape(rows), i)], axis=1)
-        tokens = tf.tensor_scatter_nd_update(tokens, at, best)
-        scores = tf.tensor_scatter_nd_add(scores, rows[:, None], tf.reduce_max(log_probs, -1))
-        done = tf.logical_or(best == end_id, i + 1 >= tf.gather(limits, rows))  # or its limit
-        keep = tf.cast(tf.where(tf.logical_not(done))[:, 0], tf.int32)
-        state = tf.cond(tf.reduce_any(done), lambda: _gather_rows(state, keep), lambda: state)
-        return i + 1, tokens, scores, tf.gather(rows, keep), tf.gather(best, keep), state
+    def step(i, tokens, scores, finished, state):
+        logits, state = next_logits(tokens[:, i : i + 1], i, state)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (B, V)
+        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (B,)
+        best = tf.where(finished, PAD_ID, best)
+        gained = tf.reduce_max(log_probs, axis=-1)
+        scores = scores + tf.where(finished, 0.0, gained)
+        tokens = _set_column(tokens, i + 1, best)
+        finished = tf.logical_or(finished, best == end_id)
+        finished = tf.logical_or(finished, i + 1 >= limits)  # cut at its own limit
+        return i + 1, tokens, scores, finished, state
 
-    loop = (tf.constant(0), tokens, scores, rows, last, state)
-    any_rows = tf.TensorShape([None])
-    invariants = (
-        tf.TensorShape([]),
-        tokens.shape,
-        scores.shape,
-        any_rows,
-        any_rows,
-        tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), state),
+    _, tokens, scores, _, _ = tf.while_loop(
+        not_done, step, (tf.constant(0), tokens, scores, finished, state)
     )
-    _, tokens, scores, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
-    return tokens, scores
+    return tokens[:, 1:], scores
 
 
 def beam_search(
@@ -119,10 +107,11 @@ def beam_search(
     """Beam search with a length penalty.
 
     `state` is given per sentence (first dimension B) and is tiled to B * K here. A sentence
-    leaves the search when no live hypothesis of it can still beat its worst finished one, or at
-    its own length limit (`limits` (B,), each at most `max_length`; default `max_length`); the
-    state keeps only the rows of the sentences still searching, so a sentence's result does not
-    depend on the others in its batch, and finished ones cost nothing.
+    stops searching when no live hypothesis of it can still beat its worst finished one, or at
+    its own length limit (`limits` (B,), each at most `max_length`; default `max_length`), so
+    its result does not depend on the others in its batch. Once half the state's sentences or
+    more have stopped, the state drops them (halving keeps the distinct shapes, each of which
+    costs oneDNN a new kernel, few).
 
     `reorder(state, rows)` gives the state of the hypotheses kept, rows (N,) of the old one; by
     default every tensor is gathered. A model whose state holds per-sentence parts (the same for
@@ -146,35 +135,45 @@ def beam_search(
     limits = sentence_limits(limits, batch_size, max_length)
     longest = length_penalty(limits, alpha)  # (B,) the largest penalty each sentence can reach
     search = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
-    sentences = tf.range(batch_size)  # those still searching, in the state's order (A,)
+    sentences = tf.range(batch_size)  # the sentences in the state, in its order (A,)
+    searching = tf.ones([batch_size], tf.bool)  # which of them are still searching
 
-    def not_done(i, search, sentences, state):
-        return tf.logical_and(i < max_length, tf.size(sentences) > 0)
+    def not_done(i, search, sentences, searching, state):
+        return tf.logical_and(i < max_length, tf.reduce_any(searching))
 
-    def step(i, search, sentences, state):
-        mine = [tf.gather(t, sentences) for t in search]  # the searching sentences' part
+    def step(i, search, sentences, searching, state):
+        mine = [tf.gather(t, sentences) for t in search]
         new, rows, state = _beam_step(next_logits, i, mine, state, k, alpha, end_id)
         state = (reorder or _gather_rows)(state, rows)
-        search = tuple(_scatter(t, sentences, part) for t, part in zip(search, new, strict=True))
+        # Only searching sentences take the step's results; finished ones ride along unchanged.
+        live = tf.boolean_mask(sentences, searching)
+        parts = [tf.boolean_mask(part, searching) for part in new]
+        search = tuple(_scatter(t, live, part) for t, part in zip(search, parts, strict=True))
         # Leaving: at its limit, or no live hypothesis can beat the worst finished one.
         _, alive, _, scores, flags = new
         best_possible = alive[:, 0] / tf.gather(longest, sentences)
         worst_finished = tf.reduce_min(tf.where(flags, scores, tf.float32.max), axis=1)
         hopeless = tf.logical_and(tf.reduce_all(flags, axis=1), best_possible <= worst_finished)
         done = tf.logical_or(hopeless, i + 1 >= tf.gather(limits, sentences))
-        keep = tf.cast(tf.where(tf.logical_not(done))[:, 0], tf.int32)  # (A',)
-        kept_rows = tf.reshape(keep[:, None] * k + tf.range(k)[None, :], [-1])
-        state = tf.cond(tf.reduce_any(done), lambda: _gather_rows(state, kept_rows), lambda: state)
-        return i + 1, search, tf.gather(sentences, keep), state
+        searching = tf.logical_and(searching, tf.logical_not(done))
+        # Shrink the state once half of it or less is still searching: few distinct shapes.
+        shrink = 2 * tf.reduce_sum(tf.cast(searching, tf.int32)) <= tf.size(sentences)
+        state, sentences, searching = tf.cond(
+            shrink,
+            lambda: _keep_searching(state, sentences, searching, k),
+            lambda: (state, sentences, searching),
+        )
+        return i + 1, search, sentences, searching, state
 
     invariants = (
         tf.TensorShape([]),
         tuple(t.shape for t in search),
         tf.TensorShape([None]),
+        tf.TensorShape([None]),
         tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), state),
     )
-    loop = (tf.constant(0), search, sentences, state)
-    _, search, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
+    loop = (tf.constant(0), search, sentences, searching, state)
+    _, search, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
     return _n_best(*search, longest[:, None], n_best)
 
 
@@ -212,6 +211,13 @@ def _beam_step(next_logits, i, search, state, k, alpha, end_id):
     finished_seqs = tf.gather(all_seqs, pick, batch_dims=1)
     finished_flags = tf.gather(all_flags, pick, batch_dims=1)
     return (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags), rows, state
+
+
+def _keep_searching(state, sentences, searching, k):
+    """The state rows, sentences and flags of the sentences still searching."""
+    keep = tf.cast(tf.where(searching)[:, 0], tf.int32)
+    rows = tf.reshape(keep[:, None] * k + tf.range(k)[None, :], [-1])
+    return _gather_rows(state, rows), tf.gather(sentences, keep), tf.gather(searching, keep)
 
 
 def _scatter(full, rows, part):

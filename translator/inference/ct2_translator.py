@@ -1,7 +1,9 @@
 """Translate with a run converted to CTranslate2 (`engine=ctranslate2`).
 
 Same interface and decode settings as `Translator`: greedy or beam search, n-best, each
-sentence's own output length limit (ceil(a * source tokens) + b), empty lines kept empty. Greedy
+sentence's own output length limit (ceil(a * source tokens) + b; a batch is searched with its
+largest, and a sentence that reaches its own is searched again alone), empty lines kept
+empty. Greedy
 search matches the TensorFlow decoder token for token up to float rounding, with the same scores
 (summed log-probabilities). Beam search differs in one way CTranslate2 does not let us change: it
 normalises scores by length**alpha during the search, where we use GNMT's ((5 + length) / 6)**alpha;
@@ -18,7 +20,6 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from itertools import groupby
 from pathlib import Path
 
 import sentencepiece as spm
@@ -168,18 +169,27 @@ class CTranslate2Translator:
                 pieces[i] = pieces[i][: self.max_tokens - 2]
         if progress and len(pieces) < len(sentences):
             progress(len(sentences) - len(pieces))
-        # Sorted by length, so each output limit (a function of it) is one run of sentences.
         order = sorted(pieces, key=lambda i: len(pieces[i]))
-        for limit, group in groupby(order, key=lambda i: self._limit(len(pieces[i]))):
-            group = list(group)
-            for start in range(0, len(group), self.decode.batch_size):
-                chunk = group[start : start + self.decode.batch_size]
-                found = self._search([pieces[i] for i in chunk], limit)
-                for i, result in zip(chunk, found, strict=True):
-                    results[i] = self._translation(sentences[i].strip(), result, i in truncated)
-                if progress:
-                    progress(len(chunk))
+        for start in range(0, len(order), self.decode.batch_size):
+            chunk = order[start : start + self.decode.batch_size]
+            for i, result in zip(
+                chunk, self._search_batch([pieces[i] for i in chunk]), strict=True
+            ):
+                results[i] = self._translation(sentences[i].strip(), result, i in truncated)
+            if progress:
+                progress(len(chunk))
         return results  # type: ignore[return-value]
+
+    def _search_batch(self, batch: list[list[str]]) -> list:
+        """Search with the batch's largest output limit (CTranslate2 takes one per call); a
+        sentence whose hypotheses reach its own smaller limit is searched again alone with it, so
+        each sentence keeps its own limit as in the TensorFlow decoder."""
+        limits = [self._limit(len(source)) for source in batch]
+        found = self._search(batch, max(limits))
+        for b, (source, limit) in enumerate(zip(batch, limits, strict=True)):
+            if limit < max(limits) and max(map(len, found[b].hypotheses)) >= limit:
+                found[b] = self._search([source], limit)[0]
+        return found
 
     def _pieces(self, sentence: str) -> list[str]:
         """The source pieces, without START/END (a warning when they exceed max_tokens)."""

@@ -26,7 +26,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format train translate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve clean
+.PHONY: help setup chromium test test-fast lint format train train-workers translate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ format: $(STAMP) ## Format the code with ruff
 
 train: $(STAMP) ## Train (default: Spanish->English on the shipped Tatoeba corpus, 30 min); EXP=multi30k_en_de
 	$(PY) scripts/train.py $(hydra_exp) $(ARGS)
+
+train-workers: $(STAMP) ## Train on N worker processes on this machine (multi-worker, N=2); EXP=..., ARGS=...
+	$(PY) scripts/train_workers.py workers=$(or $(N),2) $(hydra_exp) $(ARGS)
 
 translate: $(STAMP) ## Translate TEXT="..." (or ARGS="input=F output=G") with the latest run, or RUN=checkpoints/<run>
 	$(PY) scripts/translate.py $(hydra_run) $(ARGS)

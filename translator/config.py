@@ -162,10 +162,13 @@ class TrainConfig:
     beta_2: float = MISSING
     epsilon: float = MISSING
     clipnorm: float | None = None
+    accumulate_steps: int = 1
+    backup_every_steps: int | None = None
     precision: str = MISSING
     jit_compile: bool = MISSING
     distribution: str = MISSING
     devices: list[str] | None = None
+    worker_timeout_seconds: float = 600.0
     average_last: int = MISSING
     average_fraction: float | None = None
     early_stopping_patience: int | None = None
@@ -180,6 +183,9 @@ class TrainConfig:
         _number("train.label_smoothing", self.label_smoothing, 0, 1, closed=False)
         _number("train.consistency", self.consistency, 0)
         _number("train.average_last", self.average_last, 0)
+        _number("train.accumulate_steps", self.accumulate_steps, 1)
+        if self.backup_every_steps is not None:
+            _number("train.backup_every_steps", self.backup_every_steps, 1)
         if self.average_fraction is not None:
             if not 0 < self.average_fraction <= 1:
                 _refuse("train.average_fraction", self.average_fraction, "a number in (0, 1]")

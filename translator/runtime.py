@@ -6,6 +6,9 @@ Used by training and by the benchmarks; `describe_devices` is the device line a 
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -27,9 +30,10 @@ def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
     multi_worker: MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.
     """
     kind = train.distribution
-    gpus = tf.config.list_logical_devices("GPU")
+    if kind == "multi_worker":  # before anything starts TensorFlow's runtime
+        return multi_worker_strategy(train.worker_timeout_seconds)
     if kind == "auto":
-        kind = "mirrored" if len(gpus) > 1 else "none"
+        kind = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "none"
     if kind == "none":
         return tf.distribute.get_strategy()
     if kind == "mirrored":
@@ -40,11 +44,51 @@ def select_strategy(train: DictConfig) -> tf.distribute.Strategy:
             # every replica, which token batches do not have; reduce on one device instead.
             cross_device_ops = tf.distribute.ReductionToOneDevice()
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
-    if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise TranslatorError(
         f"train.distribution={kind!r}: expected auto, none, mirrored or multi_worker"
     )
+
+
+def multi_worker_strategy(timeout_seconds: float | None) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy over the cluster TF_CONFIG describes. A collective that waits
+    longer than `timeout_seconds` for another worker (one that died) fails instead of hanging."""
+    if "TF_CONFIG" not in os.environ:
+        raise TranslatorError(
+            "train.distribution=multi_worker needs the TF_CONFIG environment variable (the "
+            "cluster's workers and this one's index): `make train-workers N=2` sets it on one "
+            "machine; docs/distributed.md shows it for several"
+        )
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> tuple[int, bool]:
+    """(this worker's index, whether it is the chief, which alone writes the run directory).
+
+    As in TensorFlow's multi-worker guide: the `chief` task, or worker 0 when there is none.
+    Outside a multi-worker cluster: (0, True)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 0, True
+    index = int(resolver.task_id or 0)
+    if resolver.task_type == "chief":
+        return index, True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return index, resolver.task_type == "worker" and index == 0 and not has_chief
+
+
+def across_workers(strategy: tf.distribute.Strategy, value: float, op: str = "MAX") -> float:
+    """The MAX (or MIN, SUM) of this worker's `value` and every other's: a collective, so every
+    worker must ask at the same point."""
+    local = tf.constant(value, tf.float32)
+    per_replica = strategy.run(lambda: tf.identity(local))
+    return float(strategy.reduce(getattr(tf.distribute.ReduceOp, op), per_replica, axis=None))
+
+
+def agreed_clock(strategy: tf.distribute.Strategy, start: float) -> Callable[[], float]:
+    """Seconds since `start` as the slowest worker reads them, so that every worker takes the
+    same time-budget decisions. Every worker must read it at the same points."""
+    return lambda: across_workers(strategy, time.perf_counter() - start)
 
 
 def set_threads(threads: int | None) -> None:
@@ -150,11 +194,11 @@ def describe_devices(
 def start_runtime(train: DictConfig, seed: int) -> tf.distribute.Strategy:
     """Threads, seed, precision and strategy as `train` asks; logs the device line."""
     set_threads(train.threads)
+    strategy = select_strategy(train)  # first: a multi-worker one configures TensorFlow's start
     keras.utils.set_random_seed(seed)
     gpus, cpu = tf.config.list_physical_devices("GPU"), cpu_features()
     precision, why = choose_precision(train.precision, cpu, gpu_capabilities(gpus))
     set_precision(precision)
-    strategy = select_strategy(train)
     log.info(describe_devices(strategy, train, gpus, cpu, f"{precision} ({why})"))
     if warning := precision_warning(precision, cpu, len(gpus)):
         log.warning(warning)

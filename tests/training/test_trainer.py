@@ -177,6 +177,7 @@ ON_A_STEP_CLOCK = textwrap.dedent(
     clock = [0.0]
     time.perf_counter = lambda: clock[0]
     kill_after = int(os.environ.get("KILL_AFTER_EPOCH", "0"))
+    kill_at_step = int(os.environ.get("KILL_AT_STEP", "0"))
     if os.environ.get("KILL_BEFORE_METRICS"):  # training, averaging and backup done
         from translator.run_dir import RunDir
         RunDir.save_metrics = lambda self, metrics: os.kill(os.getpid(), signal.SIGKILL)
@@ -190,6 +191,10 @@ ON_A_STEP_CLOCK = textwrap.dedent(
             if epoch + 1 == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # after that epoch's backup
 
+        def on_train_batch_end(self, batch, logs=None):
+            if kill_at_step and int(self.model.optimizer.iterations.numpy()) == kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # after that update (and its backup, if any)
+
     make_callbacks = trainer.make_callbacks
     trainer.make_callbacks = lambda *args: [Tick(), *make_callbacks(*args), Kill()]
     sys.argv = ["train.py", *sys.argv[1:]]
@@ -200,26 +205,31 @@ ON_A_STEP_CLOCK = textwrap.dedent(
 )
 
 
+def clocked_run(tmp_path, name: str, *overrides: str, **kill) -> subprocess.CompletedProcess:
+    """A tiny run on the step clock (`ON_A_STEP_CLOCK`), its decay following its time budget
+    (`train.max_minutes` among `overrides`), killed as
+    `kill_after` (an epoch) or `kill_at_step` (an update) say."""
+    driver = tmp_path / "clocked_train.py"
+    driver.write_text(ON_A_STEP_CLOCK.format(scripts=str(PROJECT_ROOT / "scripts")))
+    overrides = [
+        *TINY_BASE, "model=tiny", "data.max_pairs=64", "tokenizer.shared=false",
+        "tokenizer.vocab_size=1000", "train.warmup_steps=4", "train.decay=linear",
+        "train.decay_steps=auto", "train.tensorboard=false", f"run_dir={tmp_path / name}",
+        *overrides,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT),
+           "KILL_AFTER_EPOCH": str(kill.get("kill_after", 0)),
+           "KILL_AT_STEP": str(kill.get("kill_at_step", 0))}  # fmt: skip
+    return subprocess.run([sys.executable, driver, *overrides], env=env, capture_output=True)
+
+
 def test_a_resumed_run_is_the_same_experiment(tmp_path):
     """Killed after epoch 3 and resumed, a run with a time budget and the learning rate's zero
     point following it gives the uninterrupted run's rates, epochs, budget and best weights."""
-    driver = tmp_path / "clocked_train.py"
-    driver.write_text(ON_A_STEP_CLOCK.format(scripts=str(PROJECT_ROOT / "scripts")))
-
-    def run(name, kill_after=0):
-        overrides = [
-            *TINY_BASE, "model=tiny", "data.max_pairs=64",
-            "tokenizer.shared=false", "tokenizer.vocab_size=1000", "train.epochs=20",
-            "train.steps_per_epoch=5", "train.max_minutes=0.5", "train.warmup_steps=4",
-            "train.decay=linear", "train.decay_steps=auto", "train.tensorboard=false",
-            f"run_dir={tmp_path / name}",
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "KILL_AFTER_EPOCH": str(kill_after)}
-        return subprocess.run([sys.executable, driver, *overrides], env=env, capture_output=True)
-
-    assert run("straight").returncode == 0
-    assert run("resumed", kill_after=3).returncode == -9
-    resumed = run("resumed")
+    settings = ("train.epochs=20", "train.steps_per_epoch=5", "train.max_minutes=0.5")
+    assert clocked_run(tmp_path, "straight", *settings).returncode == 0
+    assert clocked_run(tmp_path, "resumed", *settings, kill_after=3).returncode == -9
+    resumed = clocked_run(tmp_path, "resumed", *settings)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
 
     def history(name):
@@ -236,6 +246,91 @@ def test_a_resumed_run_is_the_same_experiment(tmp_path):
     logits = [Translator.from_run_dir(tmp_path / name, weights="best").model((ids, ids))
               for name in ("straight", "resumed")]  # fmt: skip
     np.testing.assert_allclose(logits[0], logits[1], atol=2e-3)
+
+
+def test_a_run_killed_mid_epoch_resumes_at_its_last_step_backup(tmp_path):
+    """SIGKILLed after update 13 (epoch 2 of 8-update epochs), a run backing up every 3
+    updates restarts at update 12 and trains on as the uninterrupted run: the same data,
+    dropout masks, running metrics, budget and rates, so the same losses and weights. With
+    gradient accumulation (2 batches per update), whose backups fall between updates."""
+    settings = ("train.epochs=3", "train.steps_per_epoch=8", "train.max_minutes=1.5",
+                "train.backup_every_steps=3", "model.dropout=0.1",
+                "train.accumulate_steps=2")  # fmt: skip
+    assert clocked_run(tmp_path, "straight", *settings).returncode == 0
+    killed = clocked_run(tmp_path, "resumed", *settings, kill_at_step=13)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    state = json.loads((tmp_path / "resumed" / "backup" / "run_state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["optimizer_steps"]) == (1, 4, 12)
+    resumed = clocked_run(tmp_path, "resumed", *settings)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert "resumed after update 4 of epoch 2" in resumed.stderr.decode()
+
+    def history(name):
+        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
+
+    straight, again = history("straight"), history("resumed")
+    assert [h["epoch"] for h in again] == [h["epoch"] for h in straight] == [1, 2, 3]
+    keys = ("loss", "masked_accuracy", "tokens", "val_loss", "learning_rate", "epoch_seconds",
+            "budget_minutes_left")  # fmt: skip
+    for key in keys:  # tolerance: float32 sums in another order of kernels, and none here
+        assert [h[key] for h in again] == pytest.approx([h[key] for h in straight], rel=1e-5), key
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["optimizer_steps"] == 24
+    weights = [Translator.from_run_dir(tmp_path / name, weights="last").model.weights
+               for name in ("straight", "resumed")]  # fmt: skip
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_accumulating_two_batches_updates_as_one_batch_of_both(tmp_path, multi30k_tokenizers):
+    """train.accumulate_steps=2: two batches of B pairs make one update equal to one batch of
+    2B (every target the same length, so the per-token means agree); the optimizer counts one
+    update and the learning-rate schedule advances once. Adam with epsilon 1 keeps its first
+    step smooth in the gradient (a tiny epsilon makes it lr x sign(g), which amplifies float
+    noise where g is near 0), so the weights agree to float32 precision."""
+    import keras
+
+    from translator.training.trainer import build_model
+
+    def model(accumulate):
+        cfg = tiny_run(tmp_path, f"train.accumulate_steps={accumulate}", "train.epsilon=1.0",
+                       "tokenizer.shared=true")  # fmt: skip
+        keras.utils.set_random_seed(0)
+        return cfg, build_model(cfg, multi30k_tokenizers, example)
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(4, 500, size=(8, 11)).astype(np.int32)
+    target = rng.integers(4, 500, size=(8, 10)).astype(np.int32)
+    example = ((source[:1], target[:1]), target[:1])
+    cfg, one = model(1)
+    _, two = model(2)
+    for a, b in zip(one.weights, two.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same start
+    start = [np.asarray(w) for w in two.trainable_weights]
+
+    one.train_on_batch((source, target), target)
+    two.train_on_batch((source[:4], target[:4]), target[:4])
+    assert int(two.optimizer.iterations) == 0
+    for before, after in zip(start, two.trainable_weights, strict=True):
+        np.testing.assert_array_equal(before, np.asarray(after))  # only accumulated
+    two.train_on_batch((source[4:], target[4:]), target[4:])
+    assert int(two.optimizer.iterations) == int(one.optimizer.iterations) == 1
+    for a, b in zip(one.trainable_weights, two.trainable_weights, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    # The next update's rate is the schedule's at update 1 in both, not at batch 2.
+    assert float(two.optimizer.learning_rate) == pytest.approx(float(one.optimizer.learning_rate))
+    schedule = one.optimizer._learning_rate
+    assert float(two.optimizer.learning_rate) == pytest.approx(float(schedule(1)))
+    assert float(schedule(2)) != pytest.approx(float(schedule(1)))
+
+
+def test_accumulating_gradients_refuses_what_cannot_work(tmp_path):
+    with pytest.raises(TranslatorError, match="accumulate_steps>1 cannot be combined with sev"):
+        train(tiny_run(tmp_path / "r2", "train.accumulate_steps=2", "train.distribution=mirrored"))
+    with pytest.raises(TranslatorError, match="accumulate_steps>1 .*mixed_float16"):
+        train(tiny_run(tmp_path / "r3", "train.accumulate_steps=2",
+                       "train.precision=mixed_float16"))  # fmt: skip
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
 
 
 def test_a_run_killed_after_training_but_before_its_metrics_finishes_on_restart(tmp_path):

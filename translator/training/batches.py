@@ -9,6 +9,7 @@ old one, and that waits for tf.data's autotuning thread to wake from its sleep (
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,11 +26,34 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunBatches:
-    """Endless training batches, validation batches of known length, and the steps per epoch."""
+    """The endless training stream, validation batches of known length, and an epoch's length.
 
-    train: tf.data.Dataset
+    Attributes:
+        stream: builds the training batches, from the start of the run.
+        validation: the validation batches.
+        steps_per_epoch: optimizer updates per epoch.
+        accumulate: batches whose gradients make one update (`train.accumulate_steps`).
+    """
+
+    stream: Callable[[], tf.data.Dataset]
     validation: tf.data.Dataset
     steps_per_epoch: int
+    accumulate: int = 1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """What Keras counts as an epoch's steps: batches, `accumulate` per update."""
+        return self.steps_per_epoch * self.accumulate
+
+    def train_from(self, step: int) -> tf.data.Dataset:
+        """The stream after the batches of `step` updates: where a resumed run takes it up.
+
+        A new pipeline each time: a shuffle reshuffles for every iterator of one pipeline, but
+        a new one replays the run's seeded shuffles, so no batch is trained twice or skipped."""
+        if step:
+            log.info("resuming: skipping the %d batches of the first %d updates",
+                     step * self.accumulate, step)  # fmt: skip
+        return self.stream().skip(step * self.accumulate)
 
 
 def run_batches(
@@ -37,49 +61,61 @@ def run_batches(
     corpora: tuple[Corpus, Corpus],
     tokenizers: TokenizerPair,
     replicas: int = 1,
-    resumed_epochs: int = 0,
     bidirectional_end: tf.Variable | None = None,
 ) -> RunBatches:
     """Batches of the (train, validation) `corpora` as `cfg.data` and `cfg.train` describe.
 
     Training batches are one endless stream of full batches (`make_batches(endless=True)`); an
-    epoch is one pass on average. They may sample their segmentations (subword regularization);
-    validation batches use the deterministic tokenizers. With bidirectional training, steps
-    before `data.bidirectional_steps` (or the step `bidirectional_end` holds, which the run's
-    plan sets) also train on the reversed pairs. After `resumed_epochs`, the stream continues
-    where they ended.
+    epoch is one pass on average (or `train.steps_per_epoch` updates). They may sample their
+    segmentations (subword regularization); validation batches use the deterministic
+    tokenizers. With bidirectional training, updates before `data.bidirectional_steps` (or the
+    step `bidirectional_end` holds, which the run's plan sets) also train on the reversed pairs.
     """
     train_corpus, valid_corpus = corpora
     sampling = tokenizers.sampling(cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha)
     describe_augmentation(cfg, sampling.samples)
     stream = partial(make_batches, train_corpus, sampling, cfg.data, training=True, seed=cfg.seed,
                      replicas=replicas, endless=True)  # fmt: skip
-    train_data = stream()
-    steps_per_epoch = steps_of_one_pass(train_corpus, tokenizers, cfg.data, replicas)
-    steps_per_epoch = cfg.train.steps_per_epoch or steps_per_epoch
+    accumulate = int(cfg.train.accumulate_steps)
+    one_pass = steps_of_one_pass(train_corpus, tokenizers, cfg.data, replicas)
+    steps_per_epoch = cfg.train.steps_per_epoch or max(1, round(one_pass / accumulate))
     valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False, replicas=replicas)
     # Telling Keras the validation length gives validation a progress bar with a total.
-    valid_data = with_known_length(valid_data, "validation", cfg.data)
+    valid_data = split_by_batch(with_known_length(valid_data, "validation", cfg.data))
     if cfg.data.bidirectional_steps:
         bidirectional_end = tf.constant(cfg.data.bidirectional_steps, tf.int64)
+
+    def train_stream() -> tf.data.Dataset:
+        if bidirectional_end is None:
+            return split_by_batch(stream())
+        both = switch_at(bidirectional_end, stream(bidirectional=True), stream(), accumulate)
+        return split_by_batch(both)
+
     if bidirectional_end is not None:
-        train_data = switch_at(bidirectional_end, stream(bidirectional=True), train_data)
         log.info(
             "bidirectional training: the first steps also on reversed pairs, then %s->%s only",
             cfg.data.source, cfg.data.target,
         )  # fmt: skip
-    if resumed_epochs:
-        # A resumed run takes up the stream where the interrupted one left it: the same seeded
-        # shuffles, replayed, so no batch is trained twice or skipped.
-        skipped = resumed_epochs * steps_per_epoch
-        log.info("resuming: skipping the %d batches the interrupted run trained on", skipped)
-        train_data = train_data.skip(skipped)
-    return RunBatches(train_data, valid_data, steps_per_epoch)
+    if accumulate > 1:
+        log.info("gradient accumulation: one update per %d batches (%d updates per epoch)",
+                 accumulate, steps_per_epoch)  # fmt: skip
+    return RunBatches(train_stream, valid_data, steps_per_epoch, accumulate)
 
 
-def switch_at(step: tf.Tensor, first: tf.data.Dataset, then: tf.data.Dataset) -> tf.data.Dataset:
-    """Batches of `first` before batch number `step` (read as the stream runs), then of `then`."""
-    choice = tf.data.Dataset.counter().map(lambda i: tf.cast(i >= step, tf.int64))
+def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Several workers (MultiWorkerMirroredStrategy) each build the whole stream and keep their
+    share of every batch: the pairs are in memory, so there are no files to split, and every
+    worker's stream is the same (seeded shuffles; sampled segmentations are refused)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def switch_at(step, first: tf.data.Dataset, then: tf.data.Dataset, accumulate: int = 1
+              ) -> tf.data.Dataset:  # fmt: skip
+    """Batches of `first` before update number `step` (a variable, read as the stream runs),
+    then of `then`; an update takes `accumulate` batches."""
+    choice = tf.data.Dataset.counter().map(lambda i: tf.cast(i >= step * accumulate, tf.int64))
     return tf.data.Dataset.choose_from_datasets([first, then], choice)
 
 

@@ -7,6 +7,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -44,6 +45,10 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
+    def shift_epoch_start(self, seconds: float) -> None:
+        """The epoch began `seconds` earlier (a run resumed within it)."""
+        self._start -= seconds
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
@@ -65,7 +70,7 @@ class TimeBudget(keras.callbacks.Callback):
     """Stops training after the epoch that leaves too little time for another one.
 
     A run given `minutes` stops at an epoch boundary as soon as the time spent since `start`
-    (a `time.perf_counter()` reading, e.g. from before the data were prepared) plus the longest
+    (a `clock()` reading, e.g. from before the data were prepared) plus the longest
     epoch so far would overrun the budget, so every later callback (checkpoints, averaging) still
     runs and the run finishes normally.
 
@@ -73,40 +78,50 @@ class TimeBudget(keras.callbacks.Callback):
     the first epoch's steps `PROBE` (the first few warm up the kernels), then after every epoch
     from the median epoch time, and hands the prediction to the plan: the warm-up, BiT stage,
     decay end and averaging window then follow this machine's speed. What the plan set is
-    added to the epoch's logs.
+    added to the epoch's logs. `clock` defaults to `time.perf_counter`; several workers share
+    one (`translator.runtime.agreed_clock`), so that they stop and plan alike.
 
     Attributes:
         durations: the seconds of each epoch so far (saved and restored by `RunBackup`).
+        predicted: whether the first epoch's prediction was made (likewise).
     """
 
     PROBE = (5, 30)  # the first-epoch steps between which the speed is measured
     VALIDATION_COST = 1 / 3  # a validation batch's time, relative to a training step's
 
     def __init__(self, minutes: float, start: float | None = None, plan=None,
-                 validation_batches: int = 0):  # fmt: skip
+                 validation_batches: int = 0, clock: Callable[[], float] | None = None
+                 ):  # fmt: skip
         super().__init__()
+        self.clock = clock or (lambda: time.perf_counter())
         self.seconds = 60.0 * minutes
         self.start = start
         self.plan = plan
         self.validation_batches = validation_batches
         self.stopped_epoch = None
         self.durations = []
+        self.predicted = False
 
     def on_train_begin(self, logs=None):
         if self.start is None:
-            self.start = time.perf_counter()
+            self.start = self.clock()
         self.durations = []
+        self.predicted = False
         self._last_end = None
         self._probe_start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # An epoch lasts from the end of the one before (saving and averaging in between count).
-        self._epoch_start = self._last_end or time.perf_counter()
+        self._epoch_start = self._last_end or self.clock()
+
+    def shift_epoch_start(self, seconds: float) -> None:
+        """The epoch began `seconds` earlier (a run resumed within it)."""
+        self._epoch_start -= seconds
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.durations or self.plan is None or batch not in self.PROBE:
-            return  # the prediction of the first epoch is made once, on a fresh run
-        now = time.perf_counter()
+        if self.predicted or self.plan is None or batch not in self.PROBE:
+            return  # the prediction of the first epoch is made once
+        now = self.clock()
         if batch == self.PROBE[0]:
             self._probe_start = now
             return
@@ -117,6 +132,7 @@ class TimeBudget(keras.callbacks.Callback):
         epoch_seconds = per_step * steps
         epochs = math.floor((self.seconds - (self._epoch_start - self.start)) / epoch_seconds)
         settings = self.plan.update(epochs, self._step())
+        self.predicted = True
         log.info("time budget: %.2f s per step, about %d epochs fit; %s", per_step, epochs,
                  ", ".join(f"{k}={v}" for k, v in settings.items()))  # fmt: skip
 
@@ -128,8 +144,9 @@ class TimeBudget(keras.callbacks.Callback):
         return math.floor(spare / statistics.median(self.durations)) + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        now = self._last_end = time.perf_counter()
+        now = self._last_end = self.clock()
         self.durations.append(now - self._epoch_start)
+        self.predicted = True
         left = self.epochs_left(now)
         if self.plan is not None and left > 0:
             settings = self.plan.update(epoch + 1 + left, self._step())
@@ -244,35 +261,98 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     and early stopping's counters. They are saved with every backup (`run_state.json` beside
     Keras's files) and put back before the first resumed epoch.
 
+    With `every_steps`, it also backs up every that many optimizer updates within an epoch (at
+    global update numbers that are multiples of it), with what continuing mid-epoch needs: the
+    updates already made in the epoch, its running metrics and seconds, and the dropout random
+    generators' states. `translator.training.trainer.fit` takes the run up at that update.
+
     Args:
         run: the run directory (its `backup/` folder).
-        budget, schedule, plan, best, early_stopping: the run's TimeBudget, learning-rate
-            schedule, StepPlan, best-weights SaveWeights and EarlyStopping, each None when the
-            run has none.
+        budget, schedule, plan, best, early_stopping, throughput: the run's TimeBudget,
+            learning-rate schedule, StepPlan, best-weights SaveWeights, EarlyStopping and
+            Throughput, each None when the run has none.
+        every_steps: back up every that many updates too (None: at epoch ends only).
+        steps_per_epoch: updates per epoch; accumulate: batches per update.
     """
 
     def __init__(self, run: RunDir, budget=None, schedule=None, plan=None, best=None,
-                 early_stopping=None):  # fmt: skip
+                 early_stopping=None, throughput=None, every_steps=None, steps_per_epoch=0,
+                 accumulate=1):  # fmt: skip
         # The backup stays until the trainer has written metrics.json: a crash before then
         # resumes and finishes the run (averaging, metrics) instead of leaving it half done.
         super().__init__(str(run.backup_dir), delete_checkpoint=False)
         self.state_file = run.run_state_file
         self.budget, self.schedule, self.plan = budget, schedule, plan
-        self.best, self.early_stopping = best, early_stopping
+        self.best, self.early_stopping, self.throughput = best, early_stopping, throughput
+        self.every_steps, self.steps_per_epoch = every_steps, steps_per_epoch
+        self.accumulate = accumulate
         self._pending = None
+        self._epoch = 0
+        self._batches = 0  # batches trained in the current epoch
+        self._metrics_so_far = None  # the resumed epoch's, added after its first batch
 
-    def _save_model(self):
-        # Keras's two files, each written whole (a crash mid-write keeps the previous one).
+    def on_epoch_begin(self, epoch, logs=None):
+        # After every callback's on_train_begin and on_epoch_begin, which reset their own state.
+        self._epoch, self._batches = epoch, 0
+        self._epoch_start = time.perf_counter()
+        if self._pending is not None:
+            self._restore(self._pending)
+            self._pending = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._metrics_so_far is not None:
+            # Keras builds its metrics in the first step. Each keeps sums (a mean: a total and
+            # a count), so adding the interrupted epoch's gives the whole epoch's.
+            for variable, value in zip(self.model.metrics_variables, self._metrics_so_far,
+                                       strict=True):  # fmt: skip
+                variable.assign_add(value)
+            self._metrics_so_far = None
+        if not self.every_steps or self._batches % self.accumulate:
+            return
+        step_in_epoch = self._batches // self.accumulate
+        step = self._epoch * self.steps_per_epoch + step_in_epoch
+        if step % self.every_steps == 0 and step_in_epoch < self.steps_per_epoch:
+            self._save_model(step_in_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        self._save_model()
+
+    def _save_model(self, step_in_epoch: int = 0):
+        # Keras's two files, each written whole (a crash mid-write keeps the previous one),
+        # then the run's state, which names the update they hold.
+        completed = self._epoch + 1 if not step_in_epoch else self._epoch
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
         save_weights_atomic(self.model, Path(self._weights_path))
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        metadata = {"epoch": completed, "batch": self._batches - 1 if step_in_epoch else 0}
         write_atomic(Path(self._training_metadata_path), json.dumps(metadata))
         # stopped: training is over (budget, early stopping or the last epoch), not interrupted.
-        state = {"epoch": self._current_epoch, "stopped": bool(self.model.stop_training)}
+        stopped = bool(self.model.stop_training) and not step_in_epoch
+        steps = int(self.model.optimizer.iterations.numpy())
+        state = {"epoch": completed, "stopped": stopped, "optimizer_steps": steps}
+        if step_in_epoch:
+            state["step_in_epoch"] = step_in_epoch
+            state["within_epoch"] = self._within_epoch_state()
+        state.update(self._run_state())
+        write_atomic(self.state_file, json.dumps(state))
+
+    def _within_epoch_state(self) -> dict:
+        """What continuing in the middle of an epoch needs beyond the weights."""
+        return {
+            "seconds": time.perf_counter() - self._epoch_start,
+            "metrics": [v.numpy().tolist() for v in self.model.metrics_variables],
+            "seeds": [g.state.numpy().tolist() for g in seed_generators(self.model)],
+        }
+
+    def _run_state(self) -> dict:
+        state = {}
         if self.budget is not None:
             state["budget"] = {
-                "seconds_used": time.perf_counter() - self.budget.start,
+                "seconds_used": self.budget.clock() - self.budget.start,
                 "durations": self.budget.durations,
+                "predicted": self.budget.predicted,
             }
         if isinstance(self.schedule, LinearDecaySchedule):
             state["total_steps"] = int(self.schedule.total_steps)
@@ -283,18 +363,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.early_stopping is not None:
             stopping = self.early_stopping
             state["early_stopping"] = {"wait": stopping.wait, "best": float(stopping.best)}
-        write_atomic(self.state_file, json.dumps(state))
+        return state
 
     def _load_model(self):
         super()._load_model()
         if self.state_file.exists():
             self._pending = json.loads(self.state_file.read_text())
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # After every callback's on_train_begin, which reset their own state.
-        if self._pending is not None:
-            self._restore(self._pending)
-            self._pending = None
 
     def _restore(self, state: dict) -> None:
         if state["epoch"] != self.model._initial_epoch:
@@ -303,6 +377,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.budget is not None and "budget" in state:
             self.budget.start -= state["budget"]["seconds_used"]
             self.budget.durations = list(state["budget"]["durations"])
+            self.budget.predicted = state["budget"].get("predicted", bool(self.budget.durations))
         if isinstance(self.schedule, LinearDecaySchedule) and "total_steps" in state:
             self.schedule.set_total_steps(state["total_steps"])
         if self.plan is not None and "plan" in state:
@@ -312,7 +387,48 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.early_stopping is not None and "early_stopping" in state:
             self.early_stopping.wait = state["early_stopping"]["wait"]
             self.early_stopping.best = state["early_stopping"]["best"]
-        log.info("resumed after epoch %d with the run's state: %s", state["epoch"], state)
+        if "within_epoch" in state:
+            self._restore_within_epoch(state["step_in_epoch"], state["within_epoch"])
+        log.info("resumed after %s with the run's state: %s", _position(state),
+                 {k: v for k, v in state.items() if k != "within_epoch"})  # fmt: skip
+
+    def _restore_within_epoch(self, step_in_epoch: int, within: dict) -> None:
+        """The epoch so far: its batches, running metrics, seconds and dropout generators."""
+        self._batches = step_in_epoch * self.accumulate
+        self._metrics_so_far = within["metrics"]
+        for generator, value in zip(seed_generators(self.model), within["seeds"], strict=True):
+            generator.state.assign(value)
+        seconds = within["seconds"]
+        self._epoch_start -= seconds
+        for callback in (self.budget, self.throughput):
+            if callback is not None:
+                callback.shift_epoch_start(seconds)
+
+
+class ResumedEpoch(keras.callbacks.CallbackList):
+    """Callbacks over the two fits of a run resumed within an epoch (`fit`): they see one
+    training run, begun in the first and ended in the last."""
+
+    last_part = False
+
+    def on_train_begin(self, logs=None):
+        if not self.last_part:
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self.last_part:
+            super().on_train_end(logs)
+
+
+def _position(state: dict) -> str:
+    if state.get("step_in_epoch"):
+        return f"update {state['step_in_epoch']} of epoch {state['epoch'] + 1}"
+    return f"epoch {state['epoch']}"
+
+
+def seed_generators(model) -> list:
+    """The model's random generators (dropout's), whose states the weights files do not hold."""
+    return [g for layer in model._flatten_layers(include_self=True) for g in layer._seed_generators]
 
 
 def make_callbacks(
@@ -322,20 +438,22 @@ def make_callbacks(
     schedule=None,
     plan=None,
     validation_batches: int = 0,
+    clock: Callable[[], float] | None = None,
 ) -> list[keras.callbacks.Callback]:
     budget = None
     if cfg.train.max_minutes:
         # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
         # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
         # LearningRate and EpochSummary, so the rate they log follows the plan it moved.
-        budget = TimeBudget(cfg.train.max_minutes, start, plan, validation_batches)
+        budget = TimeBudget(cfg.train.max_minutes, start, plan, validation_batches, clock)
     best = SaveWeights(run, "best")
     stopping = None
     if cfg.train.early_stopping_patience:
         stopping = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.train.early_stopping_patience
         )
-    callbacks = [Throughput(), *([budget] if budget else []), LearningRate()]
+    throughput = Throughput()
+    callbacks = [throughput, *([budget] if budget else []), LearningRate()]
     callbacks += [
         SaveWeights(run, "last"),
         best,
@@ -349,5 +467,8 @@ def make_callbacks(
     if stopping:
         callbacks.append(stopping)
     # Last, so that its backup holds every other callback's state after the epoch.
-    callbacks.append(RunBackup(run, budget, schedule, plan, best, stopping))
+    steps_per_epoch = plan.steps_per_epoch if plan is not None else 0
+    callbacks.append(RunBackup(run, budget, schedule, plan, best, stopping, throughput,
+                               cfg.train.backup_every_steps, steps_per_epoch,
+                               cfg.train.accumulate_steps))  # fmt: skip
     return callbacks

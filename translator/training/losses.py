@@ -75,6 +75,20 @@ def symmetric_kl(y_true, logits_a, logits_b, pad_id: int = PAD_ID):
     return ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0)
 
 
+def replica_share(loss):
+    """`loss` over the replicas training in sync (1 outside tf.distribute).
+
+    Their gradients are summed, so each replica's loss must be its share of the mean. Keras's
+    loss reduction divides so, but skips a loss that is already a scalar, as these are.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss / replicas if replicas > 1 else loss
+
+
 @keras.saving.register_keras_serializable(package="translator")
 class MaskedCrossEntropy(keras.losses.Loss):
     """Mean label-smoothed cross-entropy over non-padding target tokens.
@@ -111,7 +125,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         else:
             per_token = smoothed_cross_entropy(y_true, logits, self.label_smoothing)
         real = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
-        return ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0)
+        return replica_share(ops.sum(per_token * real) / ops.maximum(ops.sum(real), 1.0))
 
     def get_config(self):
         config = super().get_config()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
+import tensorflow as tf
+from keras import ops, tree
 
 from translator.model.transformer import Transformer
 from translator.tokenizer import PAD_ID
@@ -44,6 +45,35 @@ class TrainingTransformer(Transformer):
         # Set past Keras's attribute tracking, as compile() sets the tracker it replaces;
         # a tracked metric would be reported twice.
         object.__setattr__(self, "_loss_tracker", TokenMean(name="loss"))
+
+    def train_step(self, data):
+        return self._reducible(super().train_step(data))
+
+    def test_step(self, data):
+        return self._reducible(super().test_step(data))
+
+    def _reducible(self, logs: dict) -> dict:
+        # Keras averages a step's logs over several workers along axis 0, which a scalar does
+        # not have (tensorflow/tensorflow#72388): give them one.
+        if not isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras builds the metrics and optimizer on one batch, which it makes
+        # by averaging every replica's share: shares of different shapes on several workers
+        # (token batches) cannot be reduced, and a mean of token ids is no batch anyway. The
+        # first replica's share has the shapes and dtypes the build needs.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(self._first_share, next(batches))
+                break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def _first_share(self, value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return self.distribute_strategy.experimental_local_results(value)[0]
+        return value
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(self._loss_tracker, TokenMean):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from translator.training.losses import symmetric_kl
+from translator.training.losses import replica_share, symmetric_kl
 from translator.training.model import TrainingTransformer
 
 
@@ -29,4 +29,5 @@ class RDropTransformer(TrainingTransformer):
             return loss
         again = self(x, training=True)  # other dropout masks
         loss_again = super().compute_loss(x, y, again, sample_weight, training=training)
-        return 0.5 * (loss + loss_again) + self.consistency * symmetric_kl(y, y_pred, again)
+        divergence = replica_share(symmetric_kl(y, y_pred, again))
+        return 0.5 * (loss + loss_again) + self.consistency * divergence

@@ -127,3 +127,31 @@ def describe_schedule(train: DictConfig, per_epoch: int) -> str:
         f"{train.decay_steps} (epoch {train.decay_steps / per_epoch:.1f} "
         f"at {per_epoch} steps/epoch)"
     )
+
+
+@keras.saving.register_keras_serializable(package="translator")
+class PerUpdate(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` counted in optimizer updates when each update accumulates `steps` batches.
+
+    Keras evaluates a schedule at the optimizer's batch counter, which counts every batch when
+    gradients are accumulated (`gradient_accumulation_steps`); this gives `schedule` the number
+    of updates made instead, so warm-up and decay mean the same with or without accumulation.
+    """
+
+    def __init__(self, schedule, steps: int):
+        self.schedule = schedule
+        self.steps = steps
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(ops.cast(step, "int64"), self.steps))
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        schedule = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(schedule, config["steps"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 
 import keras
 import tensorflow as tf
@@ -17,16 +18,22 @@ from translator.data import load_corpus
 from translator.errors import TranslatorError
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir
-from translator.runtime import start_runtime
+from translator.runtime import agreed_clock, start_runtime
 from translator.tokenizer import TokenizerPair, train_tokenizers
 from translator.training.batches import run_batches
-from translator.training.callbacks import TargetTokens, make_callbacks
+from translator.training.callbacks import ResumedEpoch, TargetTokens, make_callbacks
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.model import TrainingTransformer
 from translator.training.plan import StepPlan, bidirectional_variable
 from translator.training.rdrop import RDropTransformer
-from translator.training.schedules import build_schedule, describe_schedule
+from translator.training.schedules import PerUpdate, build_schedule, describe_schedule
+from translator.training.workers import (
+    check_same_start,
+    is_multi_worker,
+    peers_alive,
+    worker_run_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,12 @@ def check_settings(cfg: DictConfig) -> None:
             "bidirectional training (data.bidirectional_steps or data.bidirectional_fraction) "
             "needs one vocabulary for both languages: add tokenizer=shared"
         )
+    check_accumulation(cfg.train)
+    if cfg.train.distribution == "multi_worker" and cfg.tokenizer.sample_nbest_size not in (0, 1):
+        raise TranslatorError(
+            "train.distribution=multi_worker needs the same batches on every worker: sampled "
+            "segmentations (tokenizer.sample_nbest_size) differ between workers; set it to 1"
+        )
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -72,12 +85,14 @@ def build_model(
         model.consistency = consistency
     if schedule is None:
         schedule = build_schedule(cfg.model.d_model, cfg.train)
+    accumulate = int(cfg.train.accumulate_steps)
     optimizer = keras.optimizers.Adam(
-        learning_rate=schedule,
+        learning_rate=PerUpdate(schedule, accumulate) if accumulate > 1 else schedule,
         beta_1=cfg.train.beta_1,
         beta_2=cfg.train.beta_2,
         epsilon=cfg.train.epsilon,
         clipnorm=cfg.train.clipnorm,
+        gradient_accumulation_steps=accumulate if accumulate > 1 else None,
     )
     model.compile(
         optimizer=optimizer,
@@ -86,6 +101,25 @@ def build_model(
         jit_compile=bool(cfg.train.jit_compile),
     )
     return model
+
+
+def check_accumulation(train: DictConfig, replicas: int = 1) -> None:
+    """Gradient accumulation uses the Keras optimizer's own, which works on one device and
+    cannot be combined with loss scaling or a multi-replica strategy (keras-team/keras#20582)."""
+    if train.accumulate_steps == 1:
+        return
+    if train.precision == "mixed_float16":
+        raise TranslatorError(
+            "train.accumulate_steps>1 cannot be combined with train.precision=mixed_float16 "
+            "(Keras's loss-scale optimizer refuses accumulation); use mixed_bfloat16 or float32"
+        )
+    if train.distribution in ("mirrored", "multi_worker") or replicas > 1:
+        raise TranslatorError(
+            f"train.accumulate_steps>1 cannot be combined with several replicas (train."
+            f"distribution={train.distribution}, {replicas} replica(s)): Keras's gradient "
+            "accumulation fails under tf.distribute (keras-team/keras#20582); raise "
+            "data.batch_tokens instead"
+        )
 
 
 def make_plan(cfg, steps_per_epoch: int, schedule, bidirectional_end, resumed: dict) -> StepPlan:
@@ -112,14 +146,23 @@ def train(cfg: DictConfig) -> dict:
     """Train the model `cfg` describes and return the final metrics.
 
     Resumes from the run directory's backup when an earlier run of it was interrupted. Returns a
-    dict with epochs, wall time, losses, accuracies and tokens/s.
+    dict with epochs, wall time, losses, accuracies and tokens/s. One of several workers
+    (`train.distribution=multi_worker`) writes the run directory only if it is the chief.
     """
     start = time.perf_counter()  # the time budget counts data preparation too
     run = RunDir(cfg.run_dir)
     check_run_dir(run)
     check_settings(cfg)
-    run.path.mkdir(parents=True, exist_ok=True)
     strategy = start_runtime(cfg.train, cfg.seed)
+    check_accumulation(cfg.train, strategy.num_replicas_in_sync)
+    with worker_run_dir(run, strategy) as own:
+        own.path.mkdir(parents=True, exist_ok=True)
+        check_same_start(strategy, run, own.resumed_state().get("optimizer_steps", 0))
+        return train_in(cfg, own, strategy, start)
+
+
+def train_in(cfg: DictConfig, run: RunDir, strategy, start: float) -> dict:
+    """`train` in the run directory `run`, under `strategy`, with the budget's clock at `start`."""
     resumed = run.resumed_state()
     tokenizers, batches, bidirectional_end = prepare_data(
         cfg, run, strategy.num_replicas_in_sync, resumed
@@ -137,12 +180,16 @@ def train(cfg: DictConfig) -> dict:
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
 
     # The loop. A run that had stopped training before it was interrupted runs no epoch: fit
-    # only ends it (averaging), then metrics are written.
+    # only ends it (averaging), then metrics are written. Workers share one clock.
     epochs = run.resumed_epochs() if resumed.get("stopped") else cfg.train.epochs
     validation_batches = cfg.train.validation_steps or int(batches.validation.cardinality())
-    callbacks = make_callbacks(cfg, run, start, schedule, plan, validation_batches)
+    clock = agreed_clock(strategy, start) if is_multi_worker(strategy) else None
+    callbacks = make_callbacks(cfg, run, 0.0 if clock else start, schedule, plan,
+                               validation_batches, clock)  # fmt: skip
     fit_start = time.perf_counter()
-    history = fit(model, batches, cfg, callbacks, epochs)
+    resume_at = (run.resumed_epochs(), resumed.get("step_in_epoch", 0))
+    with peers_alive(strategy):
+        history = fit(model, batches, cfg, callbacks, epochs, resume_at)
     seconds = time.perf_counter() - fit_start
 
     # Final figures.
@@ -162,25 +209,44 @@ def prepare_data(cfg: DictConfig, run: RunDir, replicas: int, resumed: dict):
     tokenizers = prepare_tokenizers(cfg, run, corpora[0])
     run.save_config(cfg)
     bidirectional_end = bidirectional_variable(cfg.data, resumed)
-    batches = run_batches(
-        cfg, corpora, tokenizers, replicas, run.resumed_epochs(), bidirectional_end
-    )
+    batches = run_batches(cfg, corpora, tokenizers, replicas, bidirectional_end)
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
     return tokenizers, batches, bidirectional_end
 
 
-def fit(model, batches, cfg: DictConfig, callbacks: list, epochs: int):
-    """Keras fit over the endless training stream, `steps_per_epoch` at a time."""
-    return model.fit(
-        batches.train,
-        validation_data=batches.validation,
-        epochs=epochs,
-        steps_per_epoch=batches.steps_per_epoch,
-        validation_steps=cfg.train.validation_steps,
-        callbacks=callbacks,
-        verbose=keras_verbosity(cfg.train.verbose),
-        shuffle=False,  # the dataset shuffles itself, with a seed
-    )
+def fit(model, batches, cfg: DictConfig, callbacks: list, epochs: int, resume_at=(0, 0)):
+    """Keras fit over the endless training stream, an epoch's batches at a time, from
+    `resume_at` = (epochs done, updates done in the next one) of an interrupted run."""
+    epoch, step = resume_at
+    verbose = keras_verbosity(cfg.train.verbose)
+    run = partial(model.fit, validation_data=batches.validation, verbose=verbose,
+                  validation_steps=cfg.train.validation_steps,
+                  shuffle=False)  # the dataset shuffles itself, with a seed  # fmt: skip
+    if step:
+        return fit_from_within_epoch(model, batches, run, callbacks, epochs, resume_at, verbose)
+    return run(batches.train_from(epoch * batches.steps_per_epoch), epochs=epochs,
+               callbacks=callbacks, steps_per_epoch=batches.batches_per_epoch)  # fmt: skip
+
+
+def fit_from_within_epoch(model, batches, run, callbacks, epochs, resume_at, verbose):
+    """`fit` resumed at update `step` of epoch `epoch`: two fits, the epoch's remaining batches
+    then the later epochs, with one `ResumedEpoch` list carrying the callbacks through both as
+    one training run."""
+    epoch, step = resume_at
+    per_epoch, left = batches.steps_per_epoch, batches.batches_per_epoch - step * batches.accumulate
+    callbacks = ResumedEpoch(callbacks, add_history=True, add_progbar=verbose != 0,
+                             verbose=verbose, epochs=epochs, model=model, steps=left)  # fmt: skip
+    run(batches.train_from(epoch * per_epoch + step), epochs=epoch + 1, callbacks=callbacks,
+        steps_per_epoch=left)  # fmt: skip
+    callbacks.last_part = True
+    if model.stop_training or epoch + 1 >= epochs:
+        callbacks.on_train_end()
+        return model.history
+    model._initial_epoch = None  # set by the backup's restore: the first part began there
+    callbacks.set_params({**callbacks.params, "steps": batches.batches_per_epoch})
+    return run(batches.train_from((epoch + 1) * per_epoch), initial_epoch=epoch + 1,
+               epochs=epochs, callbacks=callbacks,
+               steps_per_epoch=batches.batches_per_epoch)  # fmt: skip
 
 
 def keras_verbosity(verbose: str | int) -> int:

@@ -78,11 +78,11 @@ def worker_role(strategy: tf.distribute.Strategy) -> tuple[int, bool]:
 
 
 def across_workers(strategy: tf.distribute.Strategy, value: float, op: str = "MAX") -> float:
-    """The MAX (or MIN, SUM) of this worker's `value` and every other's: a collective, so every
-    worker must ask at the same point."""
-    local = tf.constant(value, tf.float32)
-    per_replica = strategy.run(lambda: tf.identity(local))
-    return float(strategy.reduce(getattr(tf.distribute.ReduceOp, op), per_replica, axis=None))
+    """The largest (op MAX) or smallest (MIN) of this worker's `value` and every other's: a
+    collective, so every worker must ask at the same point."""
+    local = tf.constant([value], tf.float32)
+    values = strategy.gather(strategy.run(lambda: tf.identity(local)), axis=0)
+    return float(tf.reduce_max(values) if op == "MAX" else tf.reduce_min(values))
 
 
 def agreed_clock(strategy: tf.distribute.Strategy, start: float) -> Callable[[], float]:

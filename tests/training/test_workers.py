@@ -70,9 +70,9 @@ def test_multi_worker_training_survives_a_dead_worker_and_resumes(tmp_path, capf
     exits on its own within its collective timeout with a one-line error naming the lost peer,
     instead of hanging, and leaves its backup of update 2. The same command resumes there and
     finishes: the same weights on both workers, a falling loss, and the run directory written
-    once, by the chief (worker 0)."""
+    once, by the chief (worker 0). With a time budget, whose clock the workers share."""
     settings = ("train.epochs=3", "train.steps_per_epoch=6", "train.backup_every_steps=2",
-                "train.worker_timeout_seconds=20")  # fmt: skip
+                "train.worker_timeout_seconds=20", "train.max_minutes=30")  # fmt: skip
     start = time.monotonic()
     with pytest.raises(TranslatorError, match="training on 2 workers failed"):
         launch(tmp_path, *settings, KILL_WORKER="1")

@@ -8,6 +8,7 @@ from keras import ops, tree
 
 from translator.model.transformer import Transformer
 from translator.tokenizer import PAD_ID
+from translator.training.workers import is_multi_worker
 
 
 class TokenMean(keras.metrics.Mean):
@@ -55,7 +56,7 @@ class TrainingTransformer(Transformer):
     def _reducible(self, logs: dict) -> dict:
         # Keras averages a step's logs over several workers along axis 0, which a scalar does
         # not have (tensorflow/tensorflow#72388): give them one.
-        if not isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if not is_multi_worker(self._distribute_strategy):
             return logs
         return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 

@@ -71,7 +71,21 @@ def start_server(run_dir: str, port: int, overrides: list[str]) -> subprocess.Po
     raise SystemExit("error: the server was not ready within 300 s")
 
 
-def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int) -> dict:
+def sample_rss(pid: int, every: float, done: threading.Event) -> list[float]:
+    """The server's resident MB every `every` seconds until `done` is set (filled in the
+    background; read it after setting `done`)."""
+    samples: list[float] = []
+
+    def sample():
+        while not done.wait(every):
+            samples.append(round(rss_mb(pid), 1))
+
+    threading.Thread(target=sample, daemon=True).start()
+    return samples
+
+
+def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int,
+         rss_every: float) -> dict:  # fmt: skip
     """`clients` threads, each on its own keep-alive connection, for `seconds`."""
     latencies, errors, lock = [], [0], threading.Lock()
     counter, stop_at = itertools.count(), time.perf_counter() + seconds
@@ -95,7 +109,8 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
                 else:
                     errors[0] += 1
 
-    rss_before = rss_mb(pid)
+    rss_before, done = rss_mb(pid), threading.Event()
+    samples = sample_rss(pid, rss_every, done)
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
     for thread in threads:
@@ -103,6 +118,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    done.set()
     ms = np.percentile(latencies, [50, 95, 99]) * 1000 if latencies else [float("nan")] * 3
     return {
         "clients": clients,
@@ -115,6 +131,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
         "errors": errors[0],
         "server_rss_mb_before": round(rss_before, 1),
         "server_rss_mb_after": round(rss_mb(pid), 1),
+        "server_rss_mb_every_interval": list(samples),
     }
 
 
@@ -143,7 +160,9 @@ def bench_serve(cfg: DictConfig) -> dict:
             last = i == len(cfg.serve_clients) - 1
             seconds = cfg.serve_soak_seconds if last else cfg.serve_seconds
             print(f"{clients} client(s) for {seconds} s", file=sys.stderr)
-            levels.append(load(port, sentences, clients, seconds, server.pid))
+            levels.append(
+                load(port, sentences, clients, seconds, server.pid, cfg.serve_rss_every_seconds)
+            )
         peak = rss_mb(server.pid, "VmHWM")
     finally:
         server.terminate()
@@ -151,6 +170,8 @@ def bench_serve(cfg: DictConfig) -> dict:
     one = translate_one_ms(run, sentences, cfg.serve_overrides)
     first, most = levels[0], levels[-1]
     soak = most["server_rss_mb_after"] / most["server_rss_mb_before"] - 1
+    samples = most["server_rss_mb_every_interval"]
+    half = samples[len(samples) // 2 :] or [most["server_rss_mb_after"]]
     return {
         "machine": machine(),
         "run_dir": str(run),
@@ -164,6 +185,8 @@ def bench_serve(cfg: DictConfig) -> dict:
         ),
         "p50_one_client_to_translate": round(first["p50_ms"] / one, 2),
         "rss_growth_during_last_level": round(soak, 4),
+        # Settling: growth over the second half of the last level alone.
+        "rss_growth_during_its_second_half": round(half[-1] / half[0] - 1, 4),
     }
 
 

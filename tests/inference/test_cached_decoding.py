@@ -29,7 +29,7 @@ def test_cached_steps_equal_full_forward_pass(norm_first, tie_embeddings, score)
     memory, padding, _ = model.encode(source)
     full, _, _ = model.decode(target, memory, padding)
     full = np.asarray(full)  # (B, T, V)
-    cache = model.init_cache(memory, max_length=8)
+    cache = model.init_cache(memory)
     for index in range(8):
         logits, cache, _ = model.decode_step(target[:, index : index + 1], cache, index, padding)
         np.testing.assert_allclose(np.asarray(logits), full[:, index], atol=1e-4)
@@ -37,14 +37,17 @@ def test_cached_steps_equal_full_forward_pass(norm_first, tie_embeddings, score)
     assert np.abs(full[:, 1] - full[:, 0]).max() > 1e-2
 
 
-def test_cache_has_fixed_shapes_and_cross_keys_computed_once():
+def test_cache_grows_one_position_per_step_and_cross_keys_are_computed_once():
     model = Transformer(20, 20, num_layers=1, d_model=16, num_heads=2, dff=32, dropout=0.0)
     source = np.full((2, 5), 7, np.int32)
     memory, padding, _ = model.encode(source)
     with pytest.raises(ValueError, match="call the model once"):
-        model.init_cache(memory, max_length=6)
+        model.init_cache(memory)
     model((source, source))
-    cache = model.init_cache(memory, max_length=6)
-    step_cache = model.decode_step(np.full((2, 1), 2, np.int32), cache, 0, padding)[1]
-    assert cache[0]["self_k"].shape == step_cache[0]["self_k"].shape == (2, 2, 6, 8)
+    cache = model.init_cache(memory)
+    assert cache[0]["self_k"].shape == (2, 2, 0, 8)  # (B, H, positions so far, K)
+    for index in range(3):
+        cache = model.decode_step(np.full((2, 1), 2, np.int32), cache, index, padding)[1]
+        assert cache[0]["self_k"].shape == cache[0]["self_v"].shape == (2, 2, index + 1, 8)
+    step_cache = model.decode_step(np.full((2, 1), 2, np.int32), cache, 3, padding)[1]
     assert step_cache[0]["cross_k"] is cache[0]["cross_k"]  # reused, not recomputed

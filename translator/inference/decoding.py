@@ -6,8 +6,9 @@ Both searches are model-agnostic: they call
 
 where `index` is the position being decoded, N is the number of hypotheses still being decoded
 (at most B for greedy, B * K for beam search) and `state` is any nest of tensors whose first
-dimension is N (for the Transformer: its decoder cache and the source padding). Beam search
-reorders the state along that first dimension when hypotheses are reordered.
+dimension is N (for the Transformer: its decoder cache and the source padding); their other
+dimensions may change from step to step (the self-attention cache grows by one position). Beam
+search reorders the state along that first dimension when hypotheses are reordered.
 
 Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel); beam
 search drops finished sentences from its state. Scores are sums of token log-probabilities, divided
@@ -85,9 +86,9 @@ def greedy_search(
         finished = tf.logical_or(finished, i + 1 >= limits)  # cut at its own limit
         return i + 1, tokens, scores, finished, state
 
-    _, tokens, scores, _, _ = tf.while_loop(
-        not_done, step, (tf.constant(0), tokens, scores, finished, state)
-    )
+    loop = (tf.constant(0), tokens, scores, finished, state)
+    invariants = (*(t.shape for t in loop[:4]), _any_shape(state))
+    _, tokens, scores, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
     return tokens[:, 1:], scores
 
 
@@ -170,11 +171,16 @@ def beam_search(
         tuple(t.shape for t in search),
         tf.TensorShape([None]),
         tf.TensorShape([None]),
-        tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), state),
+        _any_shape(state),
     )
     loop = (tf.constant(0), search, sentences, searching, state)
     _, search, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
     return _n_best(*search, longest[:, None], n_best)
+
+
+def _any_shape(state):
+    """Shape invariants letting every dimension of the state's tensors change between steps."""
+    return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), state)
 
 
 def _beam_step(next_logits, i, search, state, k, alpha, end_id):

@@ -183,7 +183,7 @@ class Translator:
         max_length = tf.reduce_max(limits)
         memory, source_padding, _ = self.model.encode(source_ids)
         if self.decode.use_cache:
-            state = (self.model.init_cache(memory, max_length), source_padding)
+            state = (self.model.init_cache(memory), source_padding)
             next_logits = self._cached_next_logits
         else:
             prefix = tf.fill([batch, max_length], PAD_ID)

@@ -150,18 +150,23 @@ class MultiHeadAttention(keras.layers.Layer):
             name=name,
         )
 
-    # Pieces, used by `call` and by cached decoding.
+    # Pieces, used by `call` and by cached decoding. Cached decoding feeds one position as a
+    # (B, D) matrix: its projections are plain matmuls, and a reshape alone splits the heads.
     def _split_heads(self, x, depth):
+        """(B, T, H * depth) -> (B, H, T, depth);
+        one position (B, H * depth) -> (B, H, 1, depth)."""
+        if len(x.shape) == 2:
+            return ops.reshape(x, (ops.shape(x)[0], self.num_heads, 1, depth))
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
-        x = ops.reshape(x, (batch, length, self.num_heads, depth))  # (B, L, H, depth)
-        return ops.transpose(x, (0, 2, 1, 3))  # (B, H, L, depth)
+        x = ops.reshape(x, (batch, length, self.num_heads, depth))  # (B, T, H, depth)
+        return ops.transpose(x, (0, 2, 1, 3))  # (B, H, T, depth)
 
     def project_query(self, query):
-        """(B, T, D) -> (B, H, T, K)."""
+        """(B, T, D) -> (B, H, T, K); one position (B, D) -> (B, H, 1, K)."""
         return self._split_heads(self.query_dense(query), self.key_dim)
 
     def project_key_value(self, value, key=None):
-        """(B, S, D) -> keys (B, H, S, K) and values (B, H, S, V)."""
+        """(B, S, D) -> keys (B, H, S, K) and values (B, H, S, V); one position (B, D) -> S = 1."""
         key = value if key is None else key
         k = self._split_heads(self.key_dense(key), self.key_dim)
         v = self._split_heads(self.value_dense(value), self.value_dim)
@@ -169,14 +174,25 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def attend(self, q, k, v, attention_mask=None, training=None):
         """Attend with projected heads; returns (output (B, T, out), weights (B, H, T, S))."""
-        mask = None if attention_mask is None else ops.expand_dims(attention_mask, 1)  # (B,1,T,S)
-        weights = masked_softmax(self.score_layer(q, k), mask)  # (B, H, T, S)
-        dropped = self.weights_dropout(weights, training=training)
-        heads = ops.matmul(dropped, v)  # (B, H, T, V)
+        heads, weights = self._heads(q, k, v, attention_mask, training)  # (B, H, T, V)
         heads = ops.transpose(heads, (0, 2, 1, 3))  # (B, T, H, V)
         batch, length = ops.shape(heads)[0], ops.shape(heads)[1]
         merged = ops.reshape(heads, (batch, length, self.num_heads * self.value_dim))  # (B,T,H*V)
         return self.output_dense(merged), weights
+
+    def attend_one(self, q, k, v, attention_mask=None):
+        """`attend` for one query position: q (B, H, 1, K) -> (output (B, out), weights
+        (B, H, 1, S)); attention_mask (B, 1, S) or broadcastable."""
+        heads, weights = self._heads(q, k, v, attention_mask)  # (B, H, 1, V)
+        merged = ops.reshape(heads, (ops.shape(heads)[0], self.num_heads * self.value_dim))
+        return self.output_dense(merged), weights
+
+    def _heads(self, q, k, v, attention_mask, training=None):
+        """Each head's output (B, H, T, V) and weights (B, H, T, S)."""
+        mask = None if attention_mask is None else ops.expand_dims(attention_mask, 1)  # (B,1,T,S)
+        weights = masked_softmax(self.score_layer(q, k), mask)  # (B, H, T, S)
+        dropped = self.weights_dropout(weights, training=training)
+        return ops.matmul(dropped, v), weights
 
     def call(
         self,

@@ -1,9 +1,12 @@
 """Transformer decoder: masked self-attention, cross-attention and feed-forward layers.
 
 Two ways to run it: `call` over a whole target prefix (training, scoring), and `step` for one new
-token with a cache (decoding). The cache holds, per layer, self-attention keys/values that grow one
-position per step in a preallocated (B, H, L, K) buffer, and cross-attention keys/values that are
-computed once per sentence from the encoder output.
+token with a cache (decoding, on (B, D) matrices). The cache holds, per layer, the self-attention
+keys/values of the positions decoded so far, (B, H, index, K), one position longer after every
+step, and cross-attention keys/values computed once per sentence from the encoder output.
+(Growing by concatenation copies the cache once per step, as writing into a preallocated
+(B, H, L, K) buffer with `slice_update` also does, but only the part written so far; in graph
+mode that update was the most expensive op of a `small` model's step.)
 
 Dimension letters: B batch, T target length, S source length, L cache length, D model width,
 H heads, K head width.
@@ -59,41 +62,38 @@ class DecoderLayer(TransformerLayer):
         x = self.feed_forward_block(x, training)
         return x, self_weights, cross_weights
 
-    def init_cache(self, memory, max_length: int) -> dict:
-        """Cross-attention keys/values of `memory` and an empty (B, H, max_length, K) self cache."""
+    def init_cache(self, memory) -> dict:
+        """Cross-attention keys/values of `memory` and empty (B, H, 0, K) self-attention ones."""
         cross_k, cross_v = self.cross_attention.project_key_value(memory)  # (B, H, S, K)
         batch = ops.shape(memory)[0]
-        shape = (batch, self.num_heads, max_length, self.d_model // self.num_heads)
-        zeros = ops.zeros(shape, dtype=cross_k.dtype)
-        return {"self_k": zeros, "self_v": zeros, "cross_k": cross_k, "cross_v": cross_v}
+        shape = (batch, self.num_heads, 0, self.d_model // self.num_heads)
+        empty = ops.zeros(shape, dtype=cross_k.dtype)
+        return {"self_k": empty, "self_v": empty, "cross_k": cross_k, "cross_v": cross_v}
 
-    def step(self, x, cache: dict, index, cross_mask):
-        """Decode one position.
+    def step(self, x, cache: dict, cross_mask):
+        """Decode the next position.
 
         Args:
-            x: (B, 1, D), the embedded token at position `index`.
+            x: (B, D), the embedded token at the position after those in the cache.
             cache: this layer's cache from `init_cache` or the previous step.
-            index: scalar int, the position being decoded.
             cross_mask: boolean (B, 1, S).
 
         Returns:
-            (output (B, 1, D), updated cache, cross weights (B, H, 1, S)).
+            (output (B, D), updated cache, cross weights (B, H, 1, S)).
         """
-        # Masked self-attention block: write this position's key/value, attend to 0..index.
+        # Self-attention block: append this position's key/value to the cache, which then holds
+        # exactly positions 0..index, so no look-ahead mask is needed.
         h = self.self_residual.normed(x)
         q = self.self_attention.project_query(h)  # (B, H, 1, K)
         k, v = self.self_attention.project_key_value(h)  # (B, H, 1, K)
-        start = (0, 0, index, 0)
-        self_k = ops.slice_update(cache["self_k"], start, k)  # (B, H, L, K)
-        self_v = ops.slice_update(cache["self_v"], start, v)
-        length = ops.shape(self_k)[2]
-        visible = look_ahead_mask(1, length, offset=index)[None]  # (1, 1, L)
-        h, _ = self.self_attention.attend(q, self_k, self_v, visible)
+        self_k = ops.concatenate([cache["self_k"], k], axis=2)  # (B, H, index + 1, K)
+        self_v = ops.concatenate([cache["self_v"], v], axis=2)
+        h, _ = self.self_attention.attend_one(q, self_k, self_v)
         x = self.self_residual(x, h)
         # Cross-attention block: keys/values were computed once in init_cache.
         h = self.cross_residual.normed(x)
         q = self.cross_attention.project_query(h)  # (B, H, 1, K)
-        h, cross_weights = self.cross_attention.attend(
+        h, cross_weights = self.cross_attention.attend_one(
             q, cache["cross_k"], cache["cross_v"], cross_mask
         )
         x = self.cross_residual(x, h)
@@ -135,17 +135,21 @@ class Decoder(TransformerStack):
             cross_weights.append(w_cross)
         return self.final(x), self_weights, cross_weights
 
-    def init_cache(self, memory, max_length: int) -> list[dict]:
+    def init_cache(self, memory) -> list[dict]:
         """One cache per layer; see `DecoderLayer.init_cache`."""
-        return [layer.init_cache(memory, max_length) for layer in self.layers]
+        return [layer.init_cache(memory) for layer in self.layers]
 
     def step(self, token_ids, cache: list[dict], index, source_padding):
-        """Decode position `index` from its token (B, 1); returns ((B, 1, D), cache, cross)."""
+        """Decode position `index` from its token (B, 1); returns ((B, D), cache, cross).
+
+        The position travels through the layers as a (B, D) matrix, so that every projection
+        is one plain matmul: per-step overhead, not arithmetic, bounds small models' decoding.
+        """
         cross_mask = merge_masks(key_padding=source_padding)  # (B, 1, S)
-        x = self.embed(token_ids, start=index)  # (B, 1, D)
+        x = self.embed(token_ids, start=index)[:, 0, :]  # (B, D)
         new_cache, cross_weights = [], []
         for layer, layer_cache in zip(self.layers, cache, strict=True):
-            x, layer_cache, w_cross = layer.step(x, layer_cache, index, cross_mask)
+            x, layer_cache, w_cross = layer.step(x, layer_cache, cross_mask)
             new_cache.append(layer_cache)
             cross_weights.append(w_cross)
         return self.final(x), new_cache, cross_weights

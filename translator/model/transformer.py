@@ -151,16 +151,16 @@ class Transformer(keras.Model):
             logits = self.output_projection(hidden)
         return ops.cast(logits, "float32")
 
-    def init_cache(self, memory, max_length: int) -> list[dict]:
-        """Decoder cache for `max_length` positions (see `Decoder.init_cache`)."""
+    def init_cache(self, memory) -> list[dict]:
+        """An empty decoder cache for this memory (see `Decoder.init_cache`)."""
         if not self.built:
             raise ValueError("call the model once (or load its weights) before cached decoding")
-        return self.decoder.init_cache(memory, max_length)
+        return self.decoder.init_cache(memory)
 
     def decode_step(self, token_ids, cache, index, source_padding):
         """One cached decoding step: token (B, 1) at `index` -> (logits (B, V), cache, cross)."""
         hidden, cache, cross_weights = self.decoder.step(token_ids, cache, index, source_padding)
-        return self.project(hidden)[:, 0, :], cache, cross_weights
+        return self.project(hidden), cache, cross_weights
 
     def attention_weights(self, source, target_in) -> dict:
         """Every layer's attention for plotting: lists of (B, H, ., .) arrays per kind."""

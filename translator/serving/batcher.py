@@ -2,7 +2,9 @@
 
 Requests wait in a queue. A worker takes the oldest, then, for up to `max_wait_ms`, every
 waiting request with the same decode settings until the batch holds `max_batch_size` sentences,
-and decodes them in one call on a worker thread (the event loop keeps answering). Each request's
+and decodes them in one call on a worker thread (the event loop keeps answering). It waits only
+when there is company to wait for (other requests queued, or several in the last batch): a lone
+client's request is decoded at once. Each request's
 future gets its own translations, in its own order. A request whose client has gone (its future
 cancelled) is dropped before decoding and costs nothing.
 """
@@ -53,6 +55,7 @@ class Batcher:
         self.wakeup = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.worker: asyncio.Task | None = None
+        self.last_batch_jobs = 0
 
     def start(self, on_failure=None) -> None:
         """Start the worker; `on_failure(error)` is called if it ever stops on an error."""
@@ -91,7 +94,8 @@ class Batcher:
         self._drop_gone()
         if not self.pending:
             return []
-        deadline = self.pending[0].arrived + self.max_wait
+        company = len(self.pending) > 1 or self.last_batch_jobs > 1
+        deadline = self.pending[0].arrived + (self.max_wait if company else 0.0)
         while (
             time.perf_counter() < deadline
             and self._sentences(self._joinable()) < self.max_batch_size
@@ -136,6 +140,7 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        self.last_batch_jobs = len(batch)
         self.metrics.batch_done(len(batch), len(sentences))
         start = 0
         for job in batch:

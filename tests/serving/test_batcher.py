@@ -1,0 +1,69 @@
+"""Dynamic batching with a scripted engine: who waits for whom, and who gets which answer."""
+
+import asyncio
+import time
+
+from omegaconf import OmegaConf
+
+from translator.inference.translator import Translation
+from translator.serving.batcher import Batcher
+from translator.serving.metrics import ServerMetrics
+
+DECODE = OmegaConf.create({"strategy": "greedy", "beam_size": 1})
+MAX_WAIT_MS = 1500  # long, so that waiting and not waiting cannot be confused
+
+
+class RecordingEngine:
+    """Upper-cases each sentence and records the batches it was given."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+
+    def translate(self, sentences, decode, attention):
+        self.batches.append(list(sentences))
+        return [Translation(source=s, text=s.upper(), score=0.0) for s in sentences]
+
+
+async def scenario():
+    engine = RecordingEngine()
+    batcher = Batcher(engine, ServerMetrics(), max_batch_size=8, max_wait_ms=MAX_WAIT_MS)
+    batcher.start()
+
+    async def timed(sentences):
+        start = time.perf_counter()
+        result = await batcher.translate(sentences, DECODE, False)
+        return [t.text for t in result], time.perf_counter() - start
+
+    lone = await timed(["a"])  # an idle server, one client
+    together = await asyncio.gather(timed(["b", "c"]), timed(["d"]), timed(["e"]))
+    after_company = await timed(["f"])  # the last batch held three requests: wait for others
+    alone_again = await timed(["g"])  # the last batch held one
+    await batcher.stop()
+    return engine.batches, lone, together, after_company, alone_again
+
+
+def test_a_lone_request_is_decoded_at_once_and_a_crowd_in_one_batch():
+    batches, lone, together, after_company, alone_again = asyncio.run(scenario())
+    assert batches == [["a"], ["b", "c", "d", "e"], ["f"], ["g"]]
+    assert lone[0] == ["A"] and lone[1] < MAX_WAIT_MS / 1000 / 3
+    assert [answer for answer, _ in together] == [["B", "C"], ["D"], ["E"]]  # each its own
+    assert after_company[0] == ["F"] and after_company[1] >= MAX_WAIT_MS / 1000 * 0.9
+    assert alone_again[0] == ["G"] and alone_again[1] < MAX_WAIT_MS / 1000 / 3
+
+
+async def full_batch():
+    engine = RecordingEngine()
+    batcher = Batcher(engine, ServerMetrics(), max_batch_size=4, max_wait_ms=MAX_WAIT_MS)
+    batcher.start()
+    start = time.perf_counter()
+    results = await asyncio.gather(*(batcher.translate([s], DECODE, False) for s in "pqrstu"))
+    elapsed = time.perf_counter() - start
+    await batcher.stop()
+    return engine.batches, [r[0].text for r in results], elapsed
+
+
+def test_a_full_batch_does_not_wait_and_the_rest_follow():
+    batches, texts, elapsed = asyncio.run(full_batch())
+    assert batches == [["p", "q", "r", "s"], ["t", "u"]]
+    assert texts == list("PQRSTU")
+    assert elapsed < MAX_WAIT_MS / 1000 * 2  # the first batch left full, the second waited once

@@ -4,9 +4,8 @@ Two ways to run it: `call` over a whole target prefix (training, scoring), and `
 token with a cache (decoding, on (B, D) matrices). The cache holds, per layer, the self-attention
 keys/values of the positions decoded so far, (B, H, index, K), one position longer after every
 step, and cross-attention keys/values computed once per sentence from the encoder output.
-(Growing by concatenation copies the cache once per step, as writing into a preallocated
-(B, H, L, K) buffer with `slice_update` also does, but only the part written so far; in graph
-mode that update was the most expensive op of a `small` model's step.)
+Growing by concatenation copies only the part written so far; docs/design.md says why it is
+not a preallocated buffer.
 
 Dimension letters: B batch, T target length, S source length, L cache length, D model width,
 H heads, K head width.

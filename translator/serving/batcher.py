@@ -4,9 +4,9 @@ Requests wait in a queue. A worker takes the oldest, then, for up to `max_wait_m
 waiting request with the same decode settings until the batch holds `max_batch_size` sentences,
 and decodes them in one call on a worker thread (the event loop keeps answering). It waits only
 when there is company to wait for (other requests queued, or several in the last batch): a lone
-client's request is decoded at once. Each request's
-future gets its own translations, in its own order. A request whose client has gone (its future
-cancelled) is dropped before decoding and costs nothing.
+client's request is decoded at once. Each request's future gets its own translations, in its
+own order. A request whose client has gone (its future cancelled) is dropped before decoding and
+costs nothing.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from translator.inference.decoding import beam_search, greedy_search, length_penalty
+from translator.inference.decoding import beam_search, greedy_search, length_penalty, top_k
 
 PAD, END, A, B, C = 0, 3, 4, 5, 6
 TINY = 1e-12
@@ -181,3 +181,15 @@ def test_beam_search_drops_finished_sentences_once_half_have_finished(kinds, row
         np.testing.assert_array_equal(tokens[b], alone_tokens[0])
         np.testing.assert_allclose(scores[b], alone_scores[0], rtol=1e-6)
     assert tokens[0, 0].tolist() == padded(END)
+
+
+@pytest.mark.parametrize("width", [3_000, 32_000, 32_001])
+def test_chunked_top_k_equals_tensorflow_top_k_with_ties(width):
+    """Values rounded to quarters tie often: the same values and indices, lower index first."""
+    values = tf.round(tf.random.stateless_normal([16, width], seed=[3, width]) * 4)
+    values = tf.tensor_scatter_nd_update(values, [[0, width - 1]], [100.0])  # in the last chunk
+    expected, expected_index = tf.math.top_k(values, 8)
+    got, index = top_k(values, 8)
+    np.testing.assert_array_equal(index.numpy(), expected_index.numpy())
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    assert index.numpy()[0, 0] == width - 1

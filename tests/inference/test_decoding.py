@@ -183,6 +183,29 @@ def test_beam_search_drops_finished_sentences_once_half_have_finished(kinds, row
     assert tokens[0, 0].tolist() == padded(END)
 
 
+@pytest.mark.parametrize(
+    "kinds, rows", [([1, 0, 0, 1, 0], [5, 2, 2]), ([0, 1, 1], [3, 3, 3])], ids=["halves", "rides"]
+)
+def test_greedy_search_halves_its_state_once_half_have_finished(kinds, rows):
+    """Three of five sentences end at once: the state keeps two rows, the unfinished sentences'
+    (their own kinds, so their own distributions); one of three: all ride along."""
+    rows_seen = []
+
+    def by_kind(token_ids, index, state):
+        rows_seen.append(int(token_ids.shape[0]))
+        table = tf.gather(KIND_TABLES, state["kind"])  # (N, 7, 7)
+        return tf.gather(table, token_ids[:, 0], batch_dims=1), state
+
+    state = {"kind": tf.constant(kinds, tf.int32)}
+    tokens, scores = greedy_search(by_kind, state, len(kinds), MAX_LENGTH)
+    assert rows_seen == rows
+    for b, kind in enumerate(kinds):
+        expected = padded(END) if kind == 0 else padded(A, C, END)
+        assert tokens.numpy()[b].tolist() == expected
+        probability = 0.9 if kind == 0 else 0.5 * 0.7
+        assert scores.numpy()[b] == pytest.approx(math.log(probability), rel=1e-5)
+
+
 @pytest.mark.parametrize("width", [3_000, 32_000, 32_001])
 def test_chunked_top_k_equals_tensorflow_top_k_with_ties(width):
     """Values rounded to quarters tie often: the same values and indices, lower index first."""

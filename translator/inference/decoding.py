@@ -82,7 +82,9 @@ def greedy_search(
 ):
     """Pick the most probable token at each step until every sentence has produced END or
     reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
-    A sentence's result does not depend on the others in its batch.
+    A sentence's result does not depend on the others in its batch. Once half the state's rows
+    or more have finished, the state keeps only half of them, the unfinished ones first: decoding
+    a finished row costs as much as a live one, and halving keeps the distinct shapes few.
 
     Returns:
         (tokens (B, L) int32 without START, END included, PAD after it;
@@ -93,26 +95,45 @@ def greedy_search(
     scores = tf.zeros([batch_size], tf.float32)
     finished = tf.zeros([batch_size], tf.bool)
     limits = sentence_limits(limits, batch_size, max_length)
+    rows = tf.range(batch_size)  # the sentences in the state, in its order (A,)
 
-    def not_done(i, tokens, scores, finished, state):
+    def not_done(i, tokens, scores, finished, rows, state):
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
 
-    def step(i, tokens, scores, finished, state):
-        logits, state = next_logits(tokens[:, i : i + 1], i, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (B, V)
-        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (B,)
-        best = tf.where(finished, PAD_ID, best)
-        gained = tf.reduce_max(log_probs, axis=-1)
-        scores = scores + tf.where(finished, 0.0, gained)
-        tokens = _set_column(tokens, i + 1, best)
-        finished = tf.logical_or(finished, best == end_id)
-        finished = tf.logical_or(finished, i + 1 >= limits)  # cut at its own limit
-        return i + 1, tokens, scores, finished, state
+    def step(i, tokens, scores, finished, rows, state):
+        logits, state = next_logits(tf.gather(tokens[:, i], rows)[:, None], i, state)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (A, V)
+        done = tf.gather(finished, rows)
+        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (A,)
+        best = tf.where(done, PAD_ID, best)
+        gained = tf.where(done, 0.0, tf.reduce_max(log_probs, axis=-1))
+        scores = tf.tensor_scatter_nd_add(scores, rows[:, None], gained)
+        column = tf.tensor_scatter_nd_update(tf.fill([batch_size], PAD_ID), rows[:, None], best)
+        tokens = _set_column(tokens, i + 1, column)
+        done = tf.logical_or(done, best == end_id)
+        done = tf.logical_or(done, i + 1 >= tf.gather(limits, rows))  # cut at its own limit
+        finished = tf.tensor_scatter_nd_update(finished, rows[:, None], done)
+        state, rows = _halve_when_half_finished(state, rows, done)
+        return i + 1, tokens, scores, finished, rows, state
 
-    loop = (tf.constant(0), tokens, scores, finished, state)
-    invariants = (*(t.shape for t in loop[:4]), _any_shape(state))
-    _, tokens, scores, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
+    loop = (tf.constant(0), tokens, scores, finished, rows, state)
+    invariants = (*(t.shape for t in loop[:4]), tf.TensorShape([None]), _any_shape(state))
+    _, tokens, scores, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
     return tokens[:, 1:], scores
+
+
+def _halve_when_half_finished(state, rows, done):
+    """Once half the rows (A,) or more are done, the state and rows of half of them, the ones
+    not done first; otherwise all of them."""
+    count = tf.size(rows)
+    half = count // 2
+    shrink = tf.logical_and(half > 0, tf.reduce_sum(tf.cast(done, tf.int32)) >= count - half)
+
+    def keep_half():
+        keep = tf.argsort(tf.cast(done, tf.int32), stable=True)[:half]
+        return _gather_rows(state, keep), tf.gather(rows, keep)
+
+    return tf.cond(shrink, keep_half, lambda: (state, rows))
 
 
 def beam_search(

@@ -36,7 +36,9 @@ GREEDY, BEAM4 = ["decode=greedy"], ["decode=beam", "decode.beam_size=4"]
 MODES = {
     "tf_greedy": TF + GREEDY,
     "tf_beam4": TF + BEAM4,
-    "tf_uncached_batch1": TF + GREEDY + ["decode.use_cache=false", "decode.batch_size=1"],
+    "tf_uncached_batch1": TF
+    + GREEDY
+    + ["decode.use_cache=false", "decode.batch_size=1", "decode.parallel_batches=1"],
     "ct2_float32_greedy": CT2_F32 + GREEDY,
     "ct2_float32_beam4": CT2_F32 + BEAM4,
     "ct2_int8_greedy": CT2_INT8 + GREEDY,
@@ -70,7 +72,7 @@ def _ctranslate2_version() -> str | None:
 def measure(run: RunDir, mode: str, sources: list[str], extra: list[str]) -> dict:
     from translator.inference.engines import load_translator
 
-    cfg = load_config("translate", MODES[mode] + extra)
+    cfg = load_config("translate", extra + MODES[mode])  # the mode's own settings win
     translator = load_translator(run, cfg.decode, "auto", cfg.engine)
     translator.translate(sources[: translator.decode.batch_size])  # trace or warm up first
     start = time.perf_counter()
@@ -150,9 +152,13 @@ def bench_translate(cfg: DictConfig) -> dict:
         "run_dir": str(run),
         "dataset": f"{run_cfg.data.name}:{cfg.split}",
         "machine": machine(),
-        "trained": table(run, cfg, sources, []),
+        "trained": table(run, cfg, sources, list(cfg.decode_overrides)),
     }
-    held = ["decode.max_length_a=0", f"decode.max_length_b={cfg.random_length}"]
+    held = [
+        *cfg.decode_overrides,
+        "decode.max_length_a=0",
+        f"decode.max_length_b={cfg.random_length}",
+    ]
     for size in cfg.random_sizes:
         with tempfile.TemporaryDirectory() as folder:
             other = random_run(run, size, Path(folder) / "run")

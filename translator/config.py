@@ -243,12 +243,13 @@ class DecodeConfig:
     max_length_a: float | None = None
     max_length_b: int | None = None
     batch_size: int | None = None
+    parallel_batches: int | None = None
     use_cache: bool | None = None
 
     def __post_init__(self):
         if self.strategy not in (None, "greedy", "beam"):
             _refuse("decode.strategy", self.strategy, "greedy or beam")
-        for key in ("beam_size", "n_best", "batch_size"):
+        for key in ("beam_size", "n_best", "batch_size", "parallel_batches"):
             if getattr(self, key) is not None:
                 _number(f"decode.{key}", getattr(self, key), 1)
         if None not in (self.beam_size, self.n_best) and self.n_best > self.beam_size:

@@ -381,3 +381,18 @@ def test_export_uses_the_runs_decode_settings(trained_run, tmp_path):
     result = export(load_config("export", [f"run_dir={run}"]))
     assert (result["decode"]["strategy"], result["decode"]["beam_size"]) == ("beam", 2)
     assert (run / "export" / "saved_model.pb").exists()
+
+
+def test_batches_decoded_side_by_side_give_the_same_translations_in_order(trained_run, sentences):
+    source = sentences[0][:23]
+    run_dir = trained_run[0].run_dir
+    one, two = (
+        Translator.from_run_dir(run_dir, decode("decode=greedy", "decode.batch_size=4",
+                                                f"decode.parallel_batches={n}"))
+        for n in (1, 2)
+    )  # fmt: skip
+    finished = []
+    side_by_side = two.translate_detailed(source, progress=finished.append)
+    assert [t.source for t in side_by_side] == [s.strip() for s in source]
+    assert [t.text for t in side_by_side] == one.translate(source)
+    assert sum(finished) == len(source) and len(finished) == 6  # progress after each batch

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.ct2_model import converted_from, weights_origin, write_model
+from translator.inference.parallel import in_order
 from translator.inference.translator import (
     Translation,
     decode_settings,
@@ -117,18 +118,20 @@ class CTranslate2Translator:
         cfg = run.load_config()
         tokenizers = load_tokenizers(run, run.load_model_settings())
         folder = prepare_model(run, weights, engine.get("model_dir"))
+        settings = decode_settings(cfg.get("decode"), decode)
+        threads = engine.get("threads") or cpu_threads()
+        batches = min(settings.parallel_batches, threads)  # decoded at once, sharing the threads
         try:
             loaded = ctranslate2.Translator(
                 str(folder),
                 device="cpu",
                 compute_type=engine.get("compute_type") or "default",
-                inter_threads=1,
-                intra_threads=engine.get("threads") or cpu_threads(),
+                inter_threads=batches,
+                intra_threads=max(1, threads // batches),
             )
         except (RuntimeError, ValueError) as error:
             message = f"{folder}: CTranslate2 cannot load it ({first_line(error)})"
             raise RunDirError(message) from None
-        settings = decode_settings(cfg.get("decode"), decode)
         translator = cls(loaded, tokenizers, settings, cfg.data.max_tokens, cfg.model.max_positions)
         translator.run, translator.run_config = run, cfg
         translator.weights_file = Path(run.choose_weights(weights))
@@ -170,11 +173,12 @@ class CTranslate2Translator:
         if progress and len(pieces) < len(sentences):
             progress(len(sentences) - len(pieces))
         order = sorted(pieces, key=lambda i: len(pieces[i]))
-        for start in range(0, len(order), self.decode.batch_size):
-            chunk = order[start : start + self.decode.batch_size]
-            for i, result in zip(
-                chunk, self._search_batch([pieces[i] for i in chunk]), strict=True
-            ):
+        size = self.decode.batch_size
+        chunks = [order[start : start + size] for start in range(0, len(order), size)]
+        batches = ([pieces[i] for i in chunk] for chunk in chunks)
+        found = in_order(self._search_batch, batches, self.decode.parallel_batches)
+        for chunk, chunk_results in zip(chunks, found, strict=True):
+            for i, result in zip(chunk, chunk_results, strict=True):
                 results[i] = self._translation(sentences[i].strip(), result, i in truncated)
             if progress:
                 progress(len(chunk))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.decoding import beam_search, greedy_search
+from translator.inference.parallel import in_order
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir, locate
 from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
@@ -258,10 +259,15 @@ class Translator:
         if progress and len(order) < len(sentences):
             progress(len(sentences) - len(order))
         size = self.decode.batch_size
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            batch = [sentences[i].strip() for i in chunk]
-            for i, translation in zip(chunk, self._translate_batch(batch, attention), strict=True):
+        chunks = [order[start : start + size] for start in range(0, len(order), size)]
+        batches = ([sentences[i].strip() for i in chunk] for chunk in chunks)
+        decoded = in_order(
+            lambda batch: self._translate_batch(batch, attention),
+            batches,
+            self.decode.parallel_batches,
+        )
+        for chunk, translations in zip(chunks, decoded, strict=True):
+            for i, translation in zip(chunk, translations, strict=True):
                 results[i] = translation
             if progress:
                 progress(len(chunk))

@@ -55,13 +55,7 @@ class Server:
             log.error("loading the run failed: %s", first_line(error))
             return
         self.run_dir = str(translator.run) if translator.run else None
-        self.batcher = Batcher(
-            engine,
-            self.metrics,
-            self.cfg.max_batch_size,
-            self.cfg.max_wait_ms,
-            self.cfg.parallel_batches,
-        )
+        self.batcher = Batcher(engine, self.metrics, self.cfg.max_batch_size, self.cfg.max_wait_ms)
         self.batcher.start(on_failure=self.worker_failed)
         self.status = "ready"
         log.info("ready: %s", self.run_dir)

@@ -4,17 +4,14 @@ Requests wait in a queue. A worker takes the oldest, then, for up to `max_wait_m
 waiting request with the same decode settings until the batch holds `max_batch_size` sentences,
 and decodes them in one call on a worker thread (the event loop keeps answering). It waits only
 when there is company to wait for (other requests queued, or several in the last batch): a lone
-client's request is decoded at once. Up to `parallel_batches` batches are decoded at once, and
-a crowd is shared between the idle workers (32 waiting sentences and two idle workers: two
-batches of 16), because one batch's search leaves part of a CPU's cores idle. Each request's
-future gets its own translations, in its own order. A request whose client has gone (its future
-cancelled) is dropped before decoding and costs nothing.
+client's request is decoded at once. Each request's future gets its own translations, in its
+own order. A request whose client has gone (its future cancelled) is dropped before decoding and
+costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,20 +44,17 @@ class Batcher:
         metrics: where batch sizes and the queue depth are counted.
         max_batch_size: sentences per batch (a larger request is decoded alone).
         max_wait_ms: how long the oldest request waits for others to join its batch.
-        parallel_batches: batches decoded at once, each on its own thread.
     """
 
     def __init__(self, engine: Engine, metrics: ServerMetrics, max_batch_size: int,
-                 max_wait_ms: float, parallel_batches: int = 1):  # fmt: skip
+                 max_wait_ms: float):  # fmt: skip
         self.engine, self.metrics = engine, metrics
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
-        self.workers = parallel_batches
         self.pending: list[Job] = []
         self.wakeup = asyncio.Event()
-        self.executor = ThreadPoolExecutor(parallel_batches, thread_name_prefix="decode")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self.worker: asyncio.Task | None = None
-        self.decoding: set[asyncio.Task] = set()
         self.last_batch_jobs = 0
 
     def start(self, on_failure=None) -> None:
@@ -75,8 +69,6 @@ class Batcher:
     async def stop(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
-        for task in self.decoding:
-            task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def translate(self, sentences: list[str], decode: DictConfig, attention: bool
@@ -93,31 +85,23 @@ class Batcher:
             await self.wakeup.wait()
             self.wakeup.clear()
             while self.pending:
-                idle = self.workers - len(self.decoding)
-                if idle == 0:  # every worker busy: wait for one to finish
-                    await asyncio.wait(self.decoding, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                crowd = await self._collect(self.max_batch_size)
-                for batch in share(crowd, idle):  # idle workers take part of a crowd each
-                    task = asyncio.get_running_loop().create_task(self._decode(batch))
-                    self.decoding.add(task)
-                    task.add_done_callback(self._finished)
+                batch = await self._collect()
+                if batch:
+                    await self._decode(batch)
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self.decoding.discard(task)
-        self.wakeup.set()  # jobs that arrived while every worker was busy
-
-    async def _collect(self, limit: int) -> list[Job]:
-        """The oldest live job and those that can join it within `limit` sentences, waiting up
-        to max_wait for more."""
+    async def _collect(self) -> list[Job]:
+        """The oldest live job and those that can join it, waiting up to max_wait for more."""
         self._drop_gone()
         if not self.pending:
             return []
         company = len(self.pending) > 1 or self.last_batch_jobs > 1
         deadline = self.pending[0].arrived + (self.max_wait if company else 0.0)
-        while time.perf_counter() < deadline and count_sentences(self._joinable(limit)) < limit:
+        while (
+            time.perf_counter() < deadline
+            and self._sentences(self._joinable()) < self.max_batch_size
+        ):
             await asyncio.sleep(min(0.002, max(0.0, deadline - time.perf_counter())))
-        batch = self._joinable(limit)
+        batch = self._joinable()
         taken = set(map(id, batch))
         self.pending = [job for job in self.pending if id(job) not in taken]
         self._drop_gone()
@@ -128,17 +112,20 @@ class Batcher:
         self.pending = [job for job in self.pending if not job.future.done()]
         self.metrics.queue_depth = len(self.pending)
 
-    def _joinable(self, limit: int) -> list[Job]:
-        """The oldest live job and those with its settings that fit in `limit` sentences."""
+    def _joinable(self) -> list[Job]:
         live = [job for job in self.pending if not job.future.done()]
         if not live:
             return []
         first, batch, size = live[0], [live[0]], len(live[0].sentences)
         for job in live[1:]:
-            if job.key == first.key and size + len(job.sentences) <= limit:
+            if job.key == first.key and size + len(job.sentences) <= self.max_batch_size:
                 batch.append(job)
                 size += len(job.sentences)
         return batch
+
+    @staticmethod
+    def _sentences(jobs: list[Job]) -> int:
+        return sum(len(job.sentences) for job in jobs)
 
     async def _decode(self, batch: list[Job]) -> None:
         sentences = [s for job in batch for s in job.sentences]
@@ -161,19 +148,3 @@ class Batcher:
             if not job.future.done():
                 job.future.set_result(results[start:end])
             start = end
-
-
-def count_sentences(jobs: list[Job]) -> int:
-    return sum(len(job.sentences) for job in jobs)
-
-
-def share(jobs: list[Job], parts: int) -> list[list[Job]]:
-    """`jobs` in order as at most `parts` batches of about equal sentence counts (a job is
-    never split, so a large one may make a batch alone)."""
-    target = math.ceil(count_sentences(jobs) / parts) if jobs else 0
-    batches: list[list[Job]] = []
-    for job in jobs:
-        if not batches or count_sentences(batches[-1]) >= target:
-            batches.append([])
-        batches[-1].append(job)
-    return batches

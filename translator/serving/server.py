@@ -7,7 +7,6 @@ import logging
 import uvicorn
 from omegaconf import DictConfig
 
-from translator.errors import TranslatorError
 from translator.inference import engines
 from translator.inference.translator import Translator
 from translator.run_dir import locate
@@ -19,9 +18,6 @@ log = logging.getLogger(__name__)
 def serve(cfg: DictConfig) -> None:
     """Serve the run `cfg.run_dir` names (or the latest) on `cfg.host`:`cfg.port` until
     interrupted. A missing or incomplete run is refused before the server starts."""
-    for key in ("max_batch_size", "parallel_batches"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise TranslatorError(f"{key}={cfg[key]!r}: expected a whole number, at least 1")
     run = locate(cfg.run_dir, cfg.paths.checkpoints)
     run.check_complete()
 

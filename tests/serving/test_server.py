@@ -234,3 +234,15 @@ def test_ctranslate2_engine_serves_the_same_translations(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_bad_batch_size_is_refused_before_serving(trained_run, value):
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "serve.py"),
+         f"run_dir={trained_run[0].run_dir}", f"max_batch_size={value}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"max_batch_size={value}: expected a whole number, at least 1" in done.stderr
+    assert "serving" not in done.stdout

@@ -176,7 +176,9 @@ class CTranslate2Translator:
         size = self.decode.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         batches = ([pieces[i] for i in chunk] for chunk in chunks)
-        found = in_order(self._search_batch, batches, self.decode.parallel_batches)
+        found = in_order(
+            self._search_batch, batches, min(self.decode.parallel_batches, len(chunks))
+        )
         for chunk, chunk_results in zip(chunks, found, strict=True):
             for i, result in zip(chunk, chunk_results, strict=True):
                 results[i] = self._translation(sentences[i].strip(), result, i in truncated)

@@ -264,7 +264,7 @@ class Translator:
         decoded = in_order(
             lambda batch: self._translate_batch(batch, attention),
             batches,
-            self.decode.parallel_batches,
+            min(self.decode.parallel_batches, len(chunks)),
         )
         for chunk, translations in zip(chunks, decoded, strict=True):
             for i, translation in zip(chunk, translations, strict=True):

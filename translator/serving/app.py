@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 PAGE = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
 WARMUP_SENTENCE = "Hello."
+# A full batch of this decoded at start-up sets aside the memory a crowd of long requests needs
+# (TensorFlow's allocator keeps what it grew to), before the first client rather than under it.
+WARMUP_LONG = (
+    "Hello, this sentence warms the server up: it is about as long as a long request, so that a "
+    "full batch of it needs about as much memory as the crowds the server will decode later."
+)
 
 
 class Server:
@@ -50,6 +56,8 @@ class Server:
             engine = Engine(translator, self.cfg.decoders_cached)
             warm = (engine.translate, [WARMUP_SENTENCE], translator.decode, engine.has_attention)
             await asyncio.to_thread(*warm)
+            full = [WARMUP_LONG] * self.cfg.max_batch_size
+            await asyncio.to_thread(engine.translate, full, translator.decode, False)
         except Exception as error:  # reported by /health; the process stays up to say so
             self.status = f"failed: {first_line(error)}"
             log.error("loading the run failed: %s", first_line(error))

@@ -67,3 +67,39 @@ def test_a_full_batch_does_not_wait_and_the_rest_follow():
     assert batches == [["p", "q", "r", "s"], ["t", "u"]]
     assert texts == list("PQRSTU")
     assert elapsed < MAX_WAIT_MS / 1000 * 2  # the first batch left full, the second waited once
+
+
+class SlowEngine(RecordingEngine):
+    """Takes `seconds` per batch, as a real decode does."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def translate(self, sentences, decode, attention):
+        time.sleep(self.seconds)
+        return super().translate(sentences, decode, attention)
+
+
+async def straggler():
+    """Four clients' requests fill a batch; a fifth arrives while it decodes and its own wait
+    runs out meanwhile; three of the four send their next requests just after their answers."""
+    wait, decode = 0.3, 0.6
+    engine = SlowEngine(decode)
+    batcher = Batcher(engine, ServerMetrics(), max_batch_size=4, max_wait_ms=wait * 1000)
+    batcher.start()
+    crowd = [asyncio.ensure_future(batcher.translate([s], DECODE, False)) for s in "abcd"]
+    await asyncio.sleep(0.1)
+    late = asyncio.ensure_future(batcher.translate(["e"], DECODE, False))
+    await asyncio.gather(*crowd)
+    await asyncio.sleep(wait / 6)  # the crowd's clients read their answers and send again
+    again = [batcher.translate([s], DECODE, False) for s in "fgh"]
+    answers = await asyncio.gather(late, *again)
+    await batcher.stop()
+    return engine.batches, [a[0].text for a in answers]
+
+
+def test_a_request_that_arrived_during_a_decode_waits_for_the_crowd_after_it():
+    batches, texts = asyncio.run(straggler())
+    assert batches == [["a", "b", "c", "d"], ["e", "f", "g", "h"]]  # not [e], then [f, g, h]
+    assert texts == ["E", "F", "G", "H"]

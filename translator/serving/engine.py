@@ -12,6 +12,24 @@ from translator.inference.translator import Translation, Translator
 
 # Decode settings a request may choose; the rest stay as the run's.
 REQUEST_DECODE_KEYS = ("beam_size", "length_penalty", "n_best")
+SETTINGS_CACHED = 256  # requests' decode settings kept merged and checked (OmegaConf is slow)
+
+
+class Lru(OrderedDict):
+    """A dict of at most `size` entries: the least recently used leaves first."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or_make(self, key, make):
+        """The value at `key`, made by `make()` first if absent (an error stores nothing)."""
+        if key not in self:
+            self[key] = make()
+            while len(self) > self.size:
+                self.popitem(last=False)
+        self.move_to_end(key)
+        return self[key]
 
 
 class Engine:
@@ -28,8 +46,8 @@ class Engine:
 
     def __init__(self, translator: Translator, cache_size: int = 8):
         self.default = translator
-        self.cache_size = cache_size
-        self._translators: OrderedDict[tuple, Translator] = OrderedDict()
+        self._translators = Lru(cache_size)
+        self._settings = Lru(SETTINGS_CACHED)
         self._lock = threading.Lock()
         self.has_attention = translator.has_attention  # only TensorFlow's decoder returns it
 
@@ -37,7 +55,12 @@ class Engine:
         """The run's decode settings with a request's `overrides`: a beam size above 1 or an
         n-best list searches with beam search (a beam at least as wide as the list unless the
         request sets one), a beam size of 1 greedily. A ValueError names a setting DecodeConfig
-        refuses."""
+        refuses. Read-only, and the same object for the same overrides: merging and checking
+        take milliseconds of the event loop's time, which a crowd of requests cannot spare."""
+        key = tuple(sorted(overrides.items()))
+        return self._settings.get_or_make(key, lambda: self._merge(overrides))
+
+    def _merge(self, overrides: dict) -> DictConfig:
         merged = OmegaConf.merge(self.default.decode, overrides)
         if overrides.get("beam_size", 1) > 1 or overrides.get("n_best", 1) > 1:
             merged.strategy = "beam"
@@ -49,18 +72,14 @@ class Engine:
             merged.beam_size = merged.n_best = 1
             merged.length_penalty = self.default.decode.length_penalty
         OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecodeConfig), merged))
+        OmegaConf.set_readonly(merged, True)
         return merged
 
     def translator(self, decode: DictConfig) -> Translator:
-        key = tuple(sorted(OmegaConf.to_container(decode).items()))
         if decode == self.default.decode:
             return self.default
-        if key not in self._translators:
-            self._translators[key] = self.default.with_decode(decode)
-            while len(self._translators) > self.cache_size:
-                self._translators.popitem(last=False)
-        self._translators.move_to_end(key)
-        return self._translators[key]
+        key = tuple(sorted(OmegaConf.to_container(decode).items()))
+        return self._translators.get_or_make(key, lambda: self.default.with_decode(decode))
 
     def translate(self, sentences: list[str], decode: DictConfig, attention: bool
                   ) -> list[Translation]:  # fmt: skip

@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from tests.conftest import compose
-from translator.config import CONFIG_DIR, PROJECT_ROOT, load_config, validate
+from translator.config import CONFIG_DIR, PROJECT_ROOT, load_config, validate, validate_serve
 from translator.errors import TranslatorError
 from translator.training.trainer import check_settings
 
@@ -111,6 +111,26 @@ def test_values_out_of_range_are_refused_naming_the_key(override, message):
     cfg = compose(override, "tokenizer.sample_nbest_size=64")
     with pytest.raises(TranslatorError, match=message) as error:
         validate(cfg)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("max_batch_size=0", "max_batch_size=0: expected a number >= 1"),
+        ("max_sentences=2.5", "max_sentences: Value '2.5' of type 'float' could not be converted"),
+        ("max_chars=abc", "max_chars: Value 'abc' of type 'str' could not be converted"),
+        ("max_wait_ms=-1", "max_wait_ms=-1.0: expected a number >= 0"),
+        ("request_timeout_s=0", "request_timeout_s=0.0: expected a number > 0"),
+        ("port=70000", r"port=70000: expected a number in \[0, 65535\]"),
+        ("log_level=loud", "log_level='loud': expected critical, error, warning, info, debug"),
+        ("host=null", "host: Incompatible value 'None'"),
+    ],
+)
+def test_serve_limits_are_checked_naming_the_key(override, message):
+    validate_serve(load_config("serve"))  # the defaults pass
+    with pytest.raises(TranslatorError, match=message) as error:
+        validate_serve(load_config("serve", [override]))
     assert "\n" not in str(error.value)
 
 

@@ -12,7 +12,7 @@ whatever the working directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +277,39 @@ class EngineConfig:
         _number("engine.threads", self.threads, 0)
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@dataclass
+class ServeConfig:
+    """The server's address and limits: the top-level keys of configs/serve.yaml (the values
+    and what each does are there)."""
+
+    host: str = MISSING
+    port: int = MISSING
+    max_batch_size: int = MISSING
+    max_wait_ms: float = MISSING
+    max_body_bytes: int = MISSING
+    max_sentences: int = MISSING
+    max_chars: int = MISSING
+    max_beam_size: int = MISSING
+    max_n_best: int = MISSING
+    request_timeout_s: float = MISSING
+    decoders_cached: int = MISSING
+    log_level: str = MISSING
+
+    def __post_init__(self):
+        _number("port", self.port, 0, 65535)  # 0: any free port
+        for key in ("max_batch_size", "max_body_bytes", "max_sentences", "max_chars",
+                    "max_beam_size", "max_n_best", "decoders_cached"):  # fmt: skip
+            _number(key, getattr(self, key), 1)
+        _number("max_wait_ms", self.max_wait_ms, 0)
+        if not self.request_timeout_s > 0:
+            _refuse("request_timeout_s", self.request_timeout_s, "a number > 0")
+        if self.log_level not in LOG_LEVELS:
+            _refuse("log_level", self.log_level, ", ".join(LOG_LEVELS))
+
+
 @dataclass
 class PathsConfig:
     root: str = MISSING
@@ -302,12 +335,26 @@ for _group, _schema in SCHEMAS.items():
 def validate(cfg: DictConfig, groups: tuple[str, ...] | None = None) -> None:
     """Check ranges and choices of the config's groups; a TranslatorError names the bad key."""
     for group in groups or [g for g in SCHEMAS if g in cfg]:
-        try:
-            OmegaConf.to_object(cfg[group])  # runs the schema's __post_init__
-        except ValueError as error:
-            raise TranslatorError(str(error)) from None
-        except OmegaConfBaseException as error:
-            raise TranslatorError(str(error).splitlines()[0]) from None
+        _check(lambda group=group: cfg[group])
+
+
+def validate_serve(cfg: DictConfig) -> None:
+    """Check the serve config's own keys (types, ranges, choices) as `validate` does groups."""
+    values = {f.name: cfg[f.name] for f in fields(ServeConfig)}
+    _check(lambda: OmegaConf.merge(OmegaConf.structured(ServeConfig), values))
+
+
+def _check(node) -> None:
+    """Build the schema object of `node()`, running its `__post_init__`; a TranslatorError
+    with the first line of what OmegaConf or the schema refused."""
+    try:
+        OmegaConf.to_object(node())
+    except OmegaConfBaseException as error:  # a wrong type (some are ValueErrors too)
+        message, key = str(error).splitlines()[0], getattr(error, "full_key", None)
+        message = f"{key}: {message}" if key and key not in message else message
+        raise TranslatorError(message) from None
+    except ValueError as error:  # the schema's own checks
+        raise TranslatorError(str(error)) from None
 
 
 def load_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:

@@ -244,5 +244,5 @@ def test_a_bad_batch_size_is_refused_before_serving(trained_run):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
-    assert f"max_batch_size={value}: expected a whole number, at least 1" in done.stderr
+    assert f"max_batch_size={value}: expected a number >= 1" in done.stderr
     assert "serving" not in done.stdout

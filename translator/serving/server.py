@@ -7,7 +7,7 @@ import logging
 import uvicorn
 from omegaconf import DictConfig
 
-from translator.errors import TranslatorError
+from translator.config import validate_serve
 from translator.inference import engines
 from translator.inference.translator import Translator
 from translator.run_dir import locate
@@ -18,11 +18,9 @@ log = logging.getLogger(__name__)
 
 def serve(cfg: DictConfig) -> None:
     """Serve the run `cfg.run_dir` names (or the latest) on `cfg.host`:`cfg.port` until
-    interrupted. A missing or incomplete run is refused before the server starts."""
-    if not isinstance(cfg.max_batch_size, int) or cfg.max_batch_size < 1:
-        raise TranslatorError(
-            f"max_batch_size={cfg.max_batch_size!r}: expected a whole number, at least 1"
-        )
+    interrupted. A bad limit, or a missing or incomplete run, is refused before the server
+    starts."""
+    validate_serve(cfg)
     run = locate(cfg.run_dir, cfg.paths.checkpoints)
     run.check_complete()
 

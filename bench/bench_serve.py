@@ -71,6 +71,24 @@ def start_server(run_dir: str, port: int, overrides: list[str]) -> subprocess.Po
     raise SystemExit("error: the server was not ready within 300 s")
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq, steal)
+    from /proc/stat, or None where there is none."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_percent(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other machines between two `cpu_times()`: on a
+    shared virtual machine, a level with more steal ran on a slower machine."""
+    if before is None or after is None:
+        return None
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return round(100 * spent[7] / max(1, sum(spent)), 1)
+
+
 def sample_rss(pid: int, every: float, done: threading.Event) -> list[float]:
     """The server's resident MB every `every` seconds until `done` is set (filled in the
     background; read it after setting `done`)."""
@@ -109,7 +127,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
                 else:
                     errors[0] += 1
 
-    rss_before, done = rss_mb(pid), threading.Event()
+    rss_before, done, cpu_before = rss_mb(pid), threading.Event(), cpu_times()
     samples = sample_rss(pid, rss_every, done)
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
@@ -129,6 +147,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
         "p95_ms": round(float(ms[1]), 1),
         "p99_ms": round(float(ms[2]), 1),
         "errors": errors[0],
+        "cpu_steal_percent": steal_percent(cpu_before, cpu_times()),
         "server_rss_mb_before": round(rss_before, 1),
         "server_rss_mb_after": round(rss_mb(pid), 1),
         "server_rss_mb_every_interval": list(samples),

@@ -89,6 +89,16 @@ def steal_percent(before: list[int] | None, after: list[int] | None) -> float | 
     return round(100 * spent[7] / max(1, sum(spent)), 1)
 
 
+def batch_totals(port: int) -> tuple[float, float]:
+    """(sentences, batches) the server has decoded so far, from its /metrics."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    lines = connection.getresponse().read().decode().splitlines()
+    values = dict(line.rsplit(" ", 1) for line in lines if not line.startswith("#"))
+    return (float(values["translator_batch_sentences_sum"]),
+            float(values["translator_batch_sentences_count"]))  # fmt: skip
+
+
 def sample_rss(pid: int, every: float, done: threading.Event) -> list[float]:
     """The server's resident MB every `every` seconds until `done` is set (filled in the
     background; read it after setting `done`)."""
@@ -128,6 +138,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
                     errors[0] += 1
 
     rss_before, done, cpu_before = rss_mb(pid), threading.Event(), cpu_times()
+    decoded_before = batch_totals(port)
     samples = sample_rss(pid, rss_every, done)
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
@@ -137,6 +148,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
         thread.join()
     elapsed = time.perf_counter() - start
     done.set()
+    sentences, batches = (b - a for a, b in zip(decoded_before, batch_totals(port), strict=True))
     ms = np.percentile(latencies, [50, 95, 99]) * 1000 if latencies else [float("nan")] * 3
     return {
         "clients": clients,
@@ -148,6 +160,7 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
         "p99_ms": round(float(ms[2]), 1),
         "errors": errors[0],
         "cpu_steal_percent": steal_percent(cpu_before, cpu_times()),
+        "sentences_per_batch": round(sentences / max(1, batches), 2),
         "server_rss_mb_before": round(rss_before, 1),
         "server_rss_mb_after": round(rss_mb(pid), 1),
         "server_rss_mb_every_interval": list(samples),

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
+from translator.atomic import save_weights_atomic
 from translator.errors import RunDirError
-from translator.run_dir import RunDir, latest_finished, locate, save_weights_atomic, write_atomic
+from translator.run_dir import RunDir, latest_finished, locate
 
 
 def fake_run(checkpoints, name, mtime, finished=True, backup=False):
@@ -46,19 +47,6 @@ def test_no_finished_run_is_one_line_naming_the_folder(tmp_path):
         locate("", tmp_path / "missing")
 
 
-def test_write_atomic_replaces_only_with_a_complete_file(tmp_path, monkeypatch):
-    path = tmp_path / "metrics.json"
-    write_atomic(path, "old")
-
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
-        write_atomic(path, "new")
-    assert path.read_text() == "old"
-
-
 def test_choose_weights_refuses_an_unknown_choice(tmp_path):
     with pytest.raises(
         RunDirError, match="weights='newest': expected auto, best, last or averaged"
@@ -74,24 +62,16 @@ def small_model():
     return model
 
 
-def test_a_weights_writer_that_dies_halfway_leaves_the_previous_file(tmp_path, monkeypatch):
+def test_averaging_lists_no_weights_a_killed_save_left_behind(tmp_path, monkeypatch):
+    """A save killed after writing its temporary file but before the rename leaves that file;
+    the epochs averaging reads are still only the complete ones."""
+    run = RunDir(tmp_path)
+    run.epochs_dir.mkdir()
     model = small_model()
-    path = tmp_path / "best.weights.h5"
-    save_weights_atomic(model, path)
-    before = model.get_weights()
-    model.set_weights([w + 1.0 for w in before])
-    real = model.save_weights
-
-    def dies_halfway(filepath, **kwargs):
-        real(filepath, **kwargs)
-        data = open(filepath, "rb").read()
-        open(filepath, "wb").write(data[: len(data) // 2])  # half a file on disk, then death
-        raise RuntimeError("killed mid-write")
-
-    monkeypatch.setattr(model, "save_weights", dies_halfway)
-    with pytest.raises(RuntimeError, match="killed mid-write"):
-        save_weights_atomic(model, path)
-    reloaded = small_model()
-    reloaded.load_weights(path)
-    for old, loaded in zip(before, reloaded.get_weights(), strict=True):
-        assert (old == loaded).all()  # the previous complete weights, not half of the new ones
+    for epoch in (1, 2):
+        save_weights_atomic(model, run.epoch_weights_file(epoch))
+    monkeypatch.setattr(os, "replace", lambda *args: None)  # killed just before the rename
+    save_weights_atomic(model, run.epoch_weights_file(3))
+    monkeypatch.undo()
+    assert len(os.listdir(run.epochs_dir)) == 3  # epochs 1 and 2, and the leftover of 3
+    assert run.epoch_weights_files() == [run.epoch_weights_file(1), run.epoch_weights_file(2)]

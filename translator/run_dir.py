@@ -30,6 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from translator.atomic import write_atomic
 from translator.errors import RunDirError, first_line
 
 WEIGHTS = {
@@ -214,29 +215,6 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
-
-
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write `content` (text as UTF-8) to `path` so that readers see the old file or the new one,
-    never half: a temporary file in the same folder, flushed to disk, then renamed over it."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-
-
-def save_weights_atomic(model, path: Path) -> None:
-    """`model.save_weights(path)` through a temporary file, so `path` is never half written."""
-    path = Path(path)
-    partial = path.with_name(path.name.removesuffix(".weights.h5") + ".partial.weights.h5")
-    model.save_weights(str(partial))
-    with open(partial, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, path)
 
 
 def latest_finished(checkpoints: Path) -> RunDir:

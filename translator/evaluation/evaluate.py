@@ -11,13 +11,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from translator.atomic import write_atomic
 from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
 from translator.evaluation.scoring import paired_test, score
 from translator.inference.engines import engine_name, from_command
 from translator.inference.translator import Translator
-from translator.run_dir import RunDir, write_atomic
+from translator.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,13 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
 def evaluate(cfg: DictConfig) -> dict:
     """Translate, score with sacreBLEU (with bootstrap confidence intervals, and with
     `compare=...` a paired test against another run), and write hypotheses and a JSON report
-    into the run directory."""
+    into the run directory.
+
+    It takes no lock on the run: it only reads the run, and writes two files named after the
+    test set, weights, decode settings and engine, each replaced whole through a temporary file
+    of its own (`write_atomic`). Two evaluations with equal settings therefore write the same
+    two files with the same content, the last one's in place; a lock would only make an
+    evaluation wait for, or fail beside, a training run or another evaluation it cannot harm."""
     translator = from_command(cfg)
     run, decode = translator.run, translator.decode
     weights = run.weights_kind(translator.weights_file)

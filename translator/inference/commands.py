@@ -10,11 +10,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from translator.atomic import write_atomic
 from translator.data.corpus import read_file
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.engines import from_command
 from translator.inference.translator import Translation, Translator
-from translator.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 

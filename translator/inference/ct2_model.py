@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from translator.atomic import temporary_beside
 from translator.errors import TranslatorError
 from translator.model.embedding import sinusoidal_positions
 from translator.model.transformer import Transformer
@@ -159,17 +160,17 @@ def write_model(
             return spec
 
     target = Path(target)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    _SpecConverter().convert(str(partial), quantization=quantization, force=True)
-    for side in ("source", "target"):
-        tokenizer = getattr(tokenizers, side)
-        (partial / f"{side}.model").write_bytes(tokenizer.model_proto)
-        (partial / f"{side}.json").write_text(json.dumps({"lowercase": tokenizer.lowercase}))
-    (partial / "README.txt").write_text(_readme(target, tokenizers, quantization, origin, model))
-    (partial / SOURCE_FILE).write_text(json.dumps({**origin, "quantization": quantization}))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    with temporary_beside(target) as partial:
+        _SpecConverter().convert(str(partial), quantization=quantization, force=True)
+        for side in ("source", "target"):
+            tokenizer = getattr(tokenizers, side)
+            (partial / f"{side}.model").write_bytes(tokenizer.model_proto)
+            (partial / f"{side}.json").write_text(json.dumps({"lowercase": tokenizer.lowercase}))
+        readme = _readme(target, tokenizers, quantization, origin, model)
+        (partial / "README.txt").write_text(readme)
+        (partial / SOURCE_FILE).write_text(json.dumps({**origin, "quantization": quantization}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
     return target
 
 

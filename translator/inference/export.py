@@ -19,6 +19,7 @@ from pathlib import Path
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from translator.atomic import temporary_beside
 from translator.errors import TranslatorError
 from translator.inference.ct2_model import QUANTIZATIONS, weights_origin, write_model
 from translator.inference.translator import Translator
@@ -87,14 +88,12 @@ def export_ctranslate2(translator: Translator, target: Path, quantization: str) 
 
 def export_savedmodel(translator: Translator, target: Path) -> dict:
     # Written beside the target and moved into place whole: never a half-written SavedModel.
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     module = ExportedTranslator(translator)
-    tf.saved_model.save(
-        module, str(partial), signatures={"serving_default": module.serve.get_concrete_function()}
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
+    with temporary_beside(target) as partial:
+        signatures = {"serving_default": module.serve.get_concrete_function()}
+        tf.saved_model.save(module, str(partial), signatures=signatures)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
     print(f"wrote SavedModel to {target} ({describe_decode(translator.decode)})")
     return {
         "export_dir": str(target),

@@ -29,6 +29,8 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from omegaconf import DictConfig
 
+from translator.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -128,8 +130,6 @@ class SubwordTokenizer(tf.Module):
         return self._run("id_to_string", tf.cast(ids, tf.int32))
 
     def save(self, path: Path) -> None:
-        from translator.run_dir import write_atomic
-
         path = Path(path)
         write_atomic(path.with_suffix(".model"), self.model_proto)
         write_atomic(path.with_suffix(".json"), json.dumps({"lowercase": self.lowercase}))

@@ -14,7 +14,8 @@ import keras
 from keras import ops
 from omegaconf import DictConfig
 
-from translator.run_dir import RunDir, save_weights_atomic, write_atomic
+from translator.atomic import save_weights_atomic, write_atomic
+from translator.run_dir import RunDir
 from translator.tokenizer import PAD_ID
 from translator.training.schedules import LinearDecaySchedule
 

@@ -24,6 +24,7 @@ import hydra
 from omegaconf import DictConfig
 
 from translator.config import CONFIG_DIR, PROJECT_ROOT
+from translator.run_dir import RunDir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_translate import check_output, emit, machine  # noqa: E402
@@ -53,9 +54,10 @@ def train_and_score(experiment: str, minutes: float, cfg: DictConfig, run_dir: P
 
 
 def summarize(experiment: str, minutes: float, run_dir: Path, wall: float) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = [json.loads(line) for line in open(run_dir / "history.jsonl")]
-    report = json.loads(max((run_dir / "eval").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    run = RunDir(run_dir)
+    metrics = json.loads(run.metrics_file.read_text())
+    history = run.history()  # tolerant: a line a crash cut short is skipped
+    report = json.loads(max(run.eval_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
                         .read_text())  # fmt: skip
     speeds = [h["tokens_per_second"] for h in history]
     return {

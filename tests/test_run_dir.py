@@ -75,3 +75,24 @@ def test_averaging_lists_no_weights_a_killed_save_left_behind(tmp_path, monkeypa
     monkeypatch.undo()
     assert len(os.listdir(run.epochs_dir)) == 3  # epochs 1 and 2, and the leftover of 3
     assert run.epoch_weights_files() == [run.epoch_weights_file(1), run.epoch_weights_file(2)]
+
+
+def test_an_epoch_after_a_line_cut_short_is_read_back(tmp_path):
+    """Killed mid-append, a run leaves a last line without its end; the next epoch's line starts
+    a line of its own, so only the cut line is lost (not the next one with it)."""
+    run = RunDir(tmp_path)
+    for epoch in (1, 2):
+        run.append_history({"epoch": epoch, "loss": 1.0 / epoch})
+    with run.history_file.open("a") as f:
+        f.write('{"epoch": 3, "lo')  # the kill
+    for epoch in (3, 4):  # the resumed run: epoch 3 again, then 4
+        run.append_history({"epoch": epoch, "loss": 1.0 / epoch})
+    assert [h["epoch"] for h in run.history()] == [1, 2, 3, 4]
+
+
+def test_history_reads_an_epoch_logged_twice_once_with_its_last_line(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.history() == []  # none yet
+    for epoch, loss in ((1, 2.0), (2, 1.5), (2, 1.4), (3, 1.0)):  # older code: 2 logged twice
+        run.append_history({"epoch": epoch, "loss": loss})
+    assert [(h["epoch"], h["loss"]) for h in run.history()] == [(1, 2.0), (2, 1.4), (3, 1.0)]

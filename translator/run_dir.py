@@ -195,14 +195,21 @@ class RunDir:
         write_atomic(self.metrics_file, json.dumps(metrics, indent=2))
 
     def history(self) -> list[dict]:
-        """Every epoch's logged metrics, across resumes (a last line cut short is skipped)."""
-        records = []
-        for line in self.history_file.read_text(encoding="utf-8").splitlines():
+        """Every epoch's logged metrics, across resumes, read tolerantly: a line a crash cut short
+        is skipped, and an epoch logged twice (by a run of older code killed between its
+        history line and its backup) keeps its last line. No history yet: []."""
+        if not self.history_file.exists():
+            return []
+        records = {}
+        text = self.history_file.read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-        return records
+            if isinstance(record, dict) and "epoch" in record:
+                records[record["epoch"]] = record
+        return list(records.values())
 
     def remove_backup(self) -> None:
         if self.backup_dir.exists():
@@ -210,11 +217,29 @@ class RunDir:
 
     def append_history(self, record: dict) -> None:
         """One JSON line, flushed to disk before training goes on (a crash keeps every epoch
-        logged before it; a line cut short by one is the only one lost)."""
-        with self.history_file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        logged before it). It starts a line of its own after a last line a crash cut short."""
+        line = json.dumps(record).encode("utf-8") + b"\n"
+        with self.history_file.open("a+b") as f:  # writes go to the end, whatever is read
+            if not _ends_a_line(f):
+                line = b"\n" + line  # the last line was cut short: it stays on its own
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+    def complete_history(self) -> None:
+        """Append the epoch line an interrupted run backed up but did not log: the backup's run
+        state holds it, as the history line is written after the backup (killed in between)."""
+        record = self.resumed_state().get("history")
+        if record and record["epoch"] not in {r["epoch"] for r in self.history()}:
+            self.append_history(record)
+
+
+def _ends_a_line(f) -> bool:
+    """Whether the binary file `f` is empty or ends with a newline."""
+    if not f.seek(0, os.SEEK_END):
+        return True
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b"\n"
 
 
 def latest_finished(checkpoints: Path) -> RunDir:

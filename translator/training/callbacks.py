@@ -169,15 +169,25 @@ class TimeBudget(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
 
+def epoch_record(epoch: int, logs: dict | None) -> dict:
+    """The history line of `epoch` (counted from 0, as Keras does): its number and logs."""
+    return {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+
+
 class EpochSummary(keras.callbacks.Callback):
-    """Appends every epoch's logs as one JSON line to the run's history (kept across resumes)."""
+    """Appends every epoch's logs as one JSON line to the run's history (kept across resumes).
+
+    It runs after `RunBackup`, so an epoch is logged only once a restart would resume after it:
+    a kill between the two cannot log an epoch twice, and the line it kept from being written
+    is in the backup (`RunDir.complete_history` appends it on resuming).
+    """
 
     def __init__(self, run: RunDir):
         super().__init__()
         self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        record = epoch_record(epoch, logs)
         self.run.append_history(record)
         log.info(
             "epoch %d: %s",
@@ -319,11 +329,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
         self._last_batch_seen = 0
-        self._save_model()
+        self._save_model(history=epoch_record(epoch, logs))
 
-    def _save_model(self, step_in_epoch: int = 0):
+    def _save_model(self, step_in_epoch: int = 0, history: dict | None = None):
         # Keras's two files, each written whole (a crash mid-write keeps the previous one),
-        # then the run's state, which names the update they hold.
+        # then the run's state, which names the update they hold (and at an epoch's end holds
+        # its history line, which EpochSummary appends after this).
         completed = self._epoch + 1 if not step_in_epoch else self._epoch
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
         save_weights_atomic(self.model, Path(self._weights_path))
@@ -337,6 +348,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             state["step_in_epoch"] = step_in_epoch
             state["within_epoch"] = self._within_epoch_state()
         state.update(self._run_state())
+        if history is not None:
+            state["history"] = history
         write_atomic(self.state_file, json.dumps(state))
 
     def _within_epoch_state(self) -> dict:
@@ -391,7 +404,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if "within_epoch" in state:
             self._restore_within_epoch(state["step_in_epoch"], state["within_epoch"])
         log.info("resumed after %s with the run's state: %s", _position(state),
-                 {k: v for k, v in state.items() if k != "within_epoch"})  # fmt: skip
+                 {k: v for k, v in state.items() if k not in ("within_epoch", "history")}
+                 )  # fmt: skip
 
     def _restore_within_epoch(self, step_in_epoch: int, within: dict) -> None:
         """The epoch so far: its batches, running metrics, seconds and dropout generators."""
@@ -455,21 +469,18 @@ def make_callbacks(
         )
     throughput = Throughput()
     callbacks = [throughput, *([budget] if budget else []), LearningRate()]
-    callbacks += [
-        SaveWeights(run, "last"),
-        best,
-        keras.callbacks.TerminateOnNaN(),
-        EpochSummary(run),
-    ]
+    callbacks += [SaveWeights(run, "last"), best, keras.callbacks.TerminateOnNaN()]
     if plan is not None and plan.average_window(plan.predicted_epochs):
         callbacks.append(AverageCheckpoints(plan, run))
     if cfg.train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run.logs_dir), update_freq="epoch"))
     if stopping:
         callbacks.append(stopping)
-    # Last, so that its backup holds every other callback's state after the epoch.
+    # After the others, so that its backup holds every other callback's state after the epoch.
     steps_per_epoch = plan.steps_per_epoch if plan is not None else 0
     callbacks.append(RunBackup(run, budget, schedule, plan, best, stopping, throughput,
                                cfg.train.backup_every_steps, steps_per_epoch,
                                cfg.train.accumulate_steps))  # fmt: skip
+    # After the backup: an epoch is logged once a restart would resume after it, never twice.
+    callbacks.append(EpochSummary(run))
     return callbacks

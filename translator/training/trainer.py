@@ -164,6 +164,7 @@ def train(cfg: DictConfig) -> dict:
 def train_in(cfg: DictConfig, run: RunDir, strategy, start: float) -> dict:
     """`train` in the run directory `run`, under `strategy`, with the budget's clock at `start`."""
     resumed = run.resumed_state()
+    run.complete_history()  # the line of a backed-up epoch that a kill kept from being logged
     tokenizers, batches, bidirectional_end = prepare_data(
         cfg, run, strategy.num_replicas_in_sync, resumed
     )
@@ -258,7 +259,7 @@ def keras_verbosity(verbose: str | int) -> int:
 
 def summarize(history: dict, seconds: float, model: Transformer, run: RunDir) -> dict:
     """The run's final figures: its last epoch's (from history.jsonl, so across resumes)."""
-    last = run.history()[-1] if run.history_file.exists() else {}
+    last = (run.history() or [{}])[-1]
     return {
         "run_dir": str(run),
         "epochs_this_session": len(history.get("loss", [])),

@@ -1,10 +1,15 @@
 """The run directory: the run inference picks when none is given, and how files are written."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from translator.atomic import save_weights_atomic
+from translator.config import PROJECT_ROOT
 from translator.errors import RunDirError
 from translator.run_dir import RunDir, latest_finished, locate
 
@@ -96,3 +101,77 @@ def test_history_reads_an_epoch_logged_twice_once_with_its_last_line(tmp_path):
     for epoch, loss in ((1, 2.0), (2, 1.5), (2, 1.4), (3, 1.0)):  # older code: 2 logged twice
         run.append_history({"epoch": epoch, "loss": loss})
     assert [(h["epoch"], h["loss"]) for h in run.history()] == [(1, 2.0), (2, 1.4), (3, 1.0)]
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from translator.run_dir import RunDir
+with RunDir(sys.argv[1]).locked("make train"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Another process holding the lock of the run `tmp_path / "run"` (killed at the end)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path / "run")],
+                              stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})  # fmt: skip
+    assert holder.stdout.readline() == "locked\n"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_second_command_on_a_locked_run_is_refused_naming_the_lock_and_owner(
+    tmp_path, lock_holder
+):
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(RunDirError) as error:
+        with run.locked():
+            pytest.fail("took a lock another process holds")
+    message = str(error.value)
+    assert message.startswith(f"{run.lock_file}: the run is in use by pid {lock_holder.pid} on ")
+    assert socket.gethostname() in message and "(make train, since " in message
+    assert "\n" not in message
+    assert json.loads(run.lock_file.read_text())["pid"] == lock_holder.pid  # left as it was
+
+
+def test_the_lock_of_a_killed_command_is_taken_over_with_a_warning(tmp_path, lock_holder, capsys):
+    run = RunDir(tmp_path / "run")
+    lock_holder.kill()  # SIGKILL: no cleanup, the lock file stays
+    lock_holder.wait()
+    assert run.lock_file.exists()
+    with run.locked("second"):
+        assert json.loads(run.lock_file.read_text())["pid"] == os.getpid()
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: {run.lock_file}: taking over the lock left by pid "
+                              f"{lock_holder.pid} on ")  # fmt: skip
+    assert not run.lock_file.exists()
+
+
+def test_a_lock_file_naming_a_dead_process_is_stale(tmp_path, capsys):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    run = RunDir(tmp_path)
+    owner = {"pid": int(dead), "host": socket.gethostname(), "command": "train", "started": "x"}
+    run.lock_file.write_text(json.dumps(owner))
+    with run.locked():
+        pass
+    assert f"taking over the lock left by pid {dead} on" in capsys.readouterr().err
+
+
+def test_the_lock_is_released_however_the_block_ends(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with run.locked():
+        assert run.lock_file.exists()
+        with pytest.raises(RunDirError, match="the run is in use by pid"):
+            with run.locked():  # a second holder, even in this process
+                pass
+    assert not run.lock_file.exists()
+    for error in (RuntimeError, KeyboardInterrupt):
+        with pytest.raises(error):
+            with run.locked():
+                raise error
+        assert not run.lock_file.exists()

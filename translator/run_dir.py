@@ -14,17 +14,23 @@ One folder per run (`checkpoints/<run_name>` by default):
     history.jsonl        one line of metrics per epoch
     metrics.json         final figures, written when training ends
     eval/ plots/ export/ what `evaluate`, `plot` and `export` write
+    .lock                held by the command writing the run (`RunDir.locked`): its pid, host,
+                         command line and start time
 
 A run is finished when it has metrics.json and no backup/. Only this module spells these names.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +110,10 @@ class RunDir:
     def export_dir(self) -> Path:
         return self.path / "export"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
     def weights_file(self, kind: str) -> Path:
         """`best`, `last` or `averaged` weights."""
         return self.path / WEIGHTS[kind]
@@ -170,6 +180,63 @@ class RunDir:
                 f"{self.path}: incomplete run directory, missing {', '.join(missing)}"
             )
 
+    # The lock.
+    @contextmanager
+    def locked(self, command: str | None = None) -> Iterator[None]:
+        """Hold the run's lock while the block writes the run: a second command that would
+        write it meanwhile (a second `make train` of the same run) gets a RunDirError naming
+        the lock file and its owner, instead of mixing its files with the first one's.
+
+        The lock is an exclusive `flock` on `.lock`, which holds the owner's pid, host,
+        `command` (default: this command line) and start time for that message. The kernel
+        releases a flock when its owner ends however it ends (SIGKILL, a lost machine with the
+        run on NFS), so a lock file whose flock is free is stale: it is taken over, with a
+        warning on stderr naming its owner. No pid is guessed alive or dead (pids are reused,
+        and a pid on another host cannot be checked). The file is removed when the block ends,
+        exceptions and KeyboardInterrupt included.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = self._take_lock(command or " ".join(sys.argv))
+        try:
+            yield
+        finally:
+            self._release_lock(fd)
+
+    def _take_lock(self, command: str) -> int:
+        """The open, flocked lock file, with this process's details written into it."""
+        for _ in range(10):  # its owner may remove the file between our open and our flock
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _lock_owner(fd)
+                os.close(fd)
+                raise RunDirError(
+                    f"{self.lock_file}: the run is in use by {owner}; wait for that command "
+                    "to end, or give this one another run_name=..."
+                ) from None
+            if _is_file(fd, self.lock_file):
+                break
+            os.close(fd)  # we locked a file its owner had just released and removed
+        else:
+            raise RunDirError(f"{self.lock_file}: could not take the run's lock (it kept moving)")
+        if os.fstat(fd).st_size:
+            print(f"warning: {self.lock_file}: taking over the lock left by {_lock_owner(fd)}, "
+                  "which ended without releasing it", file=sys.stderr)  # fmt: skip
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode("utf-8"), 0)
+        os.fsync(fd)
+        return fd
+
+    def _release_lock(self, fd: int) -> None:
+        try:
+            if _is_file(fd, self.lock_file):
+                self.lock_file.unlink()
+        finally:
+            os.close(fd)  # releases the flock
+
     # Reading and writing.
     def load_config(self) -> DictConfig:
         try:
@@ -232,6 +299,25 @@ class RunDir:
         record = self.resumed_state().get("history")
         if record and record["epoch"] not in {r["epoch"] for r in self.history()}:
             self.append_history(record)
+
+
+def _is_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is the file `path` names now."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _lock_owner(fd: int) -> str:
+    """The owner a lock file names, in words, on one line."""
+    try:
+        owner = json.loads(os.pread(fd, 65536, 0))
+        where = f"pid {owner['pid']} on {owner['host']}"
+        command = " ".join(str(owner.get("command", "")).split())
+        return f"{where} ({command}, since {owner.get('started')})"
+    except (ValueError, KeyError, TypeError):
+        return "another process (starting, or its details unreadable)"
 
 
 def _ends_a_line(f) -> bool:

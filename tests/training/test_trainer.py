@@ -49,6 +49,7 @@ def test_run_dir_holds_everything_inference_needs(overfit_run):
     expected = {"config.yaml", "model.json", "tokenizer", "last.weights.h5", "best.weights.h5"}
     assert expected <= names and "metrics.json" in names
     assert "backup" not in names  # BackupAndRestore removes its state after a finished run
+    assert ".lock" not in names  # released
     history = [json.loads(line) for line in open(os.path.join(cfg.run_dir, "history.jsonl"))]
     assert [h["epoch"] for h in history] == list(range(1, 17))
     assert history[-1]["loss"] < history[0]["loss"] / 10
@@ -640,3 +641,25 @@ def test_a_tiny_model_trains_with_each_attention_score(tmp_path, score):
     assert history[1]["loss"] < history[0]["loss"] - 0.1
     model = load_run(RunDir(tmp_path / "run"), "last")[1]
     assert model.attention_score == score  # model.json keeps it, so inference rebuilds it
+
+
+def test_only_the_chief_takes_the_runs_lock(tmp_path, monkeypatch):
+    from translator.training import workers
+
+    run = RunDir(tmp_path / "run")
+    with run.locked("another command"):
+        monkeypatch.setattr(workers, "worker_role", lambda strategy: (1, False))
+        with workers.worker_run_dir(run, None) as own:  # a worker beside the chief
+            assert own != run and run.lock_file.exists()
+        monkeypatch.setattr(workers, "worker_role", lambda strategy: (0, True))
+        with pytest.raises(TranslatorError, match=f"{run.lock_file}: the run is in use by pid"):
+            with workers.worker_run_dir(run, None):
+                pass
+
+
+def test_a_failing_training_releases_the_runs_lock(tmp_path):
+    from translator.errors import CorpusError
+
+    with pytest.raises(CorpusError):
+        train(tiny_run(tmp_path / "run", f"data.path={tmp_path / 'missing'}"))
+    assert (tmp_path / "run").is_dir() and not RunDir(tmp_path / "run").lock_file.exists()

@@ -145,9 +145,11 @@ def check_run_dir(run: RunDir) -> None:
 def train(cfg: DictConfig) -> dict:
     """Train the model `cfg` describes and return the final metrics.
 
-    Resumes from the run directory's backup when an earlier run of it was interrupted. Returns a
-    dict with epochs, wall time, losses, accuracies and tokens/s. One of several workers
-    (`train.distribution=multi_worker`) writes the run directory only if it is the chief.
+    Resumes from the run directory's backup when an earlier run of it was interrupted. Holds
+    the run's lock meanwhile, so a second command on the same run is refused
+    (`RunDir.locked`). Returns a dict with epochs, wall time, losses, accuracies and tokens/s.
+    One of several workers (`train.distribution=multi_worker`) writes the run directory only if
+    it is the chief.
     """
     start = time.perf_counter()  # the time budget counts data preparation too
     run = RunDir(cfg.run_dir)
@@ -155,7 +157,8 @@ def train(cfg: DictConfig) -> dict:
     check_settings(cfg)
     strategy = start_runtime(cfg.train, cfg.seed)
     check_accumulation(cfg.train, strategy.num_replicas_in_sync)
-    with worker_run_dir(run, strategy) as own:
+    with worker_run_dir(run, strategy) as own:  # the chief holds the run's lock
+        check_run_dir(run)  # again, locked: another command may have finished it meanwhile
         own.path.mkdir(parents=True, exist_ok=True)
         check_same_start(strategy, run, own.resumed_state().get("optimizer_steps", 0))
         return train_in(cfg, own, strategy, start)

@@ -45,12 +45,16 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
 
 @contextmanager
 def worker_run_dir(run: RunDir, strategy: tf.distribute.Strategy) -> Iterator[RunDir]:
-    """`run` for the chief (or a single process); for another worker, a temporary run directory
-    holding copies of what it reads from `run` (tokenizers, an interrupted run's backup: the
-    run directory must be on storage every worker reads to resume), removed at the end."""
+    """`run` for the chief (or a single process), which holds the run's lock meanwhile
+    (`RunDir.locked`: another command writing the run is refused); for another worker, a
+    temporary run directory holding copies of what it reads from `run` (tokenizers, an
+    interrupted run's backup: the run directory must be on storage every worker reads to
+    resume), removed at the end. The other workers never take the lock: they write no file of
+    the run, and the lock is the chief's for the whole run."""
     index, chief = worker_role(strategy)
     if chief:
-        yield run
+        with run.locked():
+            yield run
         return
     own = RunDir(tempfile.mkdtemp(prefix=f"translator-worker{index}-"))
     try:

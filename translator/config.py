@@ -176,6 +176,7 @@ class TrainConfig:
     threads: int | None = None
     tensorboard: bool = MISSING
     verbose: Any = "auto"  # auto, 0, 1 or 2
+    allow_changes: list[str] = MISSING  # settings a resumed run may change
 
     def __post_init__(self):
         _number("train.epochs", self.epochs, 1)

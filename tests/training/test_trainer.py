@@ -104,12 +104,28 @@ def test_killed_run_resumes_at_epoch_two_with_optimizer_state(tmp_path):
     killed = subprocess.run([sys.executable, driver, *overrides], env=env, capture_output=True)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+    assert (run_dir / ".lock").exists()  # the killed command's, its flock gone with it
 
-    resumed = subprocess.run(
-        [sys.executable, PROJECT_ROOT / "scripts" / "train.py", *overrides],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    def train_again(*changes):
+        return subprocess.run([sys.executable, PROJECT_ROOT / "scripts" / "train.py",
+                               *overrides, *changes], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+
+    # Another vocabulary would mix with the run's tokenizers: one error line, nothing written.
+    changed = train_again("tokenizer.vocab_size=2000")
+    assert changed.returncode == 2, changed.stderr[-2000:]
+    assert f"warning: {run_dir / '.lock'}: taking over the lock left by pid " in changed.stderr
+    [error] = [line for line in changed.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: {run_dir}: this run was started with "
+                            "tokenizer.vocab_size=1000; this command has 2000 (")  # fmt: skip
+    assert "vocab_size: 1000" in (run_dir / "config.yaml").read_text()
+
+    # A budget accepted as a change: the run resumes with it, and config.yaml records it.
+    resumed = train_again("train.max_minutes=60", "train.allow_changes=[train.max_minutes]")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "with train.max_minutes=60.0 (was null)" in resumed.stderr
+    assert "max_minutes: 60.0" in (run_dir / "config.yaml").read_text()
+    assert not (run_dir / ".lock").exists()
     epochs = [json.loads(line)["epoch"] for line in open(run_dir / "history.jsonl")]
     assert epochs == [1, 2, 3]  # epoch 1 from the killed run; the restart began at epoch 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -641,6 +657,55 @@ def test_a_tiny_model_trains_with_each_attention_score(tmp_path, score):
     assert history[1]["loss"] < history[0]["loss"] - 0.1
     model = load_run(RunDir(tmp_path / "run"), "last")[1]
     assert model.attention_score == score  # model.json keeps it, so inference rebuilds it
+
+
+def interrupted_run(tmp_path, *overrides: str) -> RunDir:
+    """A run directory as an interrupted run of `tiny_run(..., *overrides)` leaves it, for what
+    resuming checks (its config.yaml and a backup folder; no training)."""
+    run = RunDir(tmp_path / "run")
+    run.backup_dir.mkdir(parents=True)
+    run.save_config(tiny_run(run.path, *overrides))
+    return run
+
+
+def test_resuming_with_a_setting_that_changes_the_experiment_is_refused_naming_it(tmp_path):
+    from translator.training.trainer import check_resume
+
+    run = interrupted_run(tmp_path, "data.batch_tokens=4096")
+    changed = tiny_run(run.path, "tokenizer.vocab_size=2000", "data.batch_tokens=8192",
+                       "train.verbose=0", "train.threads=1", "decode.max_length_b=5",
+                       "paths.outputs=/elsewhere")  # fmt: skip
+    with pytest.raises(TranslatorError) as error:
+        check_resume(changed, run)
+    assert str(error.value) == (
+        f"{run}: this run was started with data.batch_tokens=4096, tokenizer.vocab_size=1000; "
+        "this command has 8192, 2000 (resume with the same settings, use another run_name, or "
+        "pass train.allow_changes=[data.batch_tokens] for settings that may change; "
+        "tokenizer.* and model.* never change within a run)"
+    )
+    check_resume(tiny_run(run.path, "data.batch_tokens=4096"), run)  # the same: resumes
+    check_resume(tiny_run(run.path, "data.batch_tokens=4096", "train.verbose=0",
+                          "train.threads=1", "decode=beam"), run)  # fmt: skip
+    fresh = RunDir(tmp_path / "failed_before_anything_to_resume")
+    fresh.path.mkdir()
+    fresh.save_config(tiny_run(fresh.path))  # no tokenizers, no backup: nothing to resume
+    check_resume(changed, fresh)
+
+
+def test_train_allow_changes_accepts_a_longer_budget_but_never_a_new_vocabulary(tmp_path):
+    from translator.training.trainer import check_resume
+
+    run = interrupted_run(tmp_path, "train.max_minutes=30")
+    longer = ("train.max_minutes=60", "train.epochs=40")
+    with pytest.raises(TranslatorError, match=r"train.epochs=20, train.max_minutes=30.0; this "
+                       r"command has 40, 60.0 .*allow_changes=\[train.epochs,train.max_minutes\]"
+                       ):  # fmt: skip
+        check_resume(tiny_run(run.path, *longer), run)
+    check_resume(tiny_run(run.path, *longer, "train.allow_changes=[train]"), run)
+    allowed = "train.allow_changes=[train.max_minutes,train.epochs,tokenizer.vocab_size]"
+    check_resume(tiny_run(run.path, *longer, allowed), run)
+    with pytest.raises(TranslatorError, match="tokenizer.vocab_size=1000; this command has 500"):
+        check_resume(tiny_run(run.path, *longer, allowed, "tokenizer.vocab_size=500"), run)
 
 
 def test_only_the_chief_takes_the_runs_lock(tmp_path, monkeypatch):

@@ -8,10 +8,11 @@ import logging
 import sys
 import time
 from functools import partial
+from typing import Any
 
 import keras
 import tensorflow as tf
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from translator.config import validate
 from translator.data import load_corpus
@@ -36,6 +37,18 @@ from translator.training.workers import (
 )
 
 log = logging.getLogger(__name__)
+
+# Settings that leave the experiment as it is, which a resumed run may change freely: where
+# files live, what is printed or logged, threads, timeouts, how often it backs up, in-memory
+# caching, and the decode settings inference starts from (training does not decode).
+FREE_TO_CHANGE = (
+    "run_name", "run_dir", "paths", "decode", "data.tfds_data_dir", "data.network_check_host",
+    "data.cache", "tokenizer.num_threads", "train.allow_changes", "train.verbose",
+    "train.tensorboard", "train.threads", "train.worker_timeout_seconds",
+    "train.backup_every_steps", "train.jit_compile",
+)  # fmt: skip
+# Settings built into the run's tokenizers and weights: `train.allow_changes` cannot accept them.
+FIXED = ("tokenizer", "model")
 
 
 def prepare_tokenizers(cfg: DictConfig, run: RunDir, train_corpus) -> TokenizerPair:
@@ -142,14 +155,89 @@ def check_run_dir(run: RunDir) -> None:
         )
 
 
+def matches(key: str, prefixes) -> bool:
+    """Whether the dotted `key` is one of `prefixes` or inside one (`train` holds train.epochs)."""
+    return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: value}; lists are values."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def experiment_changes(old: dict, new: dict, allowed=()) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) of each setting in which the resolved config `new` differs
+    from `old` and changes the experiment: not in FREE_TO_CHANGE, nor in `allowed` unless it
+    is FIXED. A key one of them lacks (added to the code since the run began) is not compared."""
+
+    def refused(key: str) -> bool:
+        if matches(key, FREE_TO_CHANGE):
+            return False
+        return matches(key, FIXED) or not matches(key, allowed)
+
+    old, new = flatten(old), flatten(new)
+    changed = [key for key in old if key in new and old[key] != new[key]]
+    return [(key, old[key], new[key]) for key in changed if refused(key)]
+
+
+def setting(value) -> str:
+    """A value as a command-line override writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return f"[{','.join(map(setting, value))}]"
+    return str(value)
+
+
+def changes_refused(run: RunDir, changes: list[tuple[str, Any, Any]]) -> TranslatorError:
+    """One line naming the changed settings, their old and new values, and the ways out."""
+    started = ", ".join(f"{key}={setting(old)}" for key, old, _ in changes)
+    now = ", ".join(setting(new) for _, _, new in changes)
+    keys = [key for key, _, _ in changes if not matches(key, FIXED)]
+    ways = "resume with the same settings, use another run_name"
+    if keys:
+        ways += f", or pass train.allow_changes=[{','.join(keys)}] for settings that may change"
+    if len(keys) < len(changes):
+        ways += "; tokenizer.* and model.* never change within a run"
+    return TranslatorError(
+        f"{run}: this run was started with {started}; this command has {now} ({ways})"
+    )
+
+
+def check_resume(cfg: DictConfig, run: RunDir) -> None:
+    """Resume a run only as the experiment it began as: a run with something to resume (its
+    tokenizers or a backup) refuses a command whose resolved config differs from its
+    config.yaml in a setting that changes the experiment, except those `train.allow_changes`
+    names (e.g. a longer train.max_minutes). The run's config.yaml then records the new values
+    (`prepare_data`)."""
+    started = run.backup_dir.exists() or not TokenizerPair.missing_files(run.tokenizer_dir)
+    if not (started and run.config_file.exists()):
+        return
+    old = OmegaConf.to_container(run.load_config(), resolve=True)
+    new = OmegaConf.to_container(cfg, resolve=True)
+    refused = experiment_changes(old, new, list(cfg.train.allow_changes))
+    if refused:
+        raise changes_refused(run, refused)
+    for key, before, after in experiment_changes(old, new):
+        log.warning("resuming %s with %s=%s (was %s)", run, key, setting(after), setting(before))
+
+
 def train(cfg: DictConfig) -> dict:
     """Train the model `cfg` describes and return the final metrics.
 
-    Resumes from the run directory's backup when an earlier run of it was interrupted. Holds
-    the run's lock meanwhile, so a second command on the same run is refused
-    (`RunDir.locked`). Returns a dict with epochs, wall time, losses, accuracies and tokens/s.
-    One of several workers (`train.distribution=multi_worker`) writes the run directory only if
-    it is the chief.
+    Resumes from the run directory's backup when an earlier run of it was interrupted, if the
+    command's settings are the run's (`check_resume`). Holds the run's lock meanwhile, so a
+    second command on the same run is refused (`RunDir.locked`). Returns a dict with epochs,
+    wall time, losses, accuracies and tokens/s. One of several workers
+    (`train.distribution=multi_worker`) writes the run directory only if it is the chief.
     """
     start = time.perf_counter()  # the time budget counts data preparation too
     run = RunDir(cfg.run_dir)
@@ -159,6 +247,7 @@ def train(cfg: DictConfig) -> dict:
     check_accumulation(cfg.train, strategy.num_replicas_in_sync)
     with worker_run_dir(run, strategy) as own:  # the chief holds the run's lock
         check_run_dir(run)  # again, locked: another command may have finished it meanwhile
+        check_resume(cfg, run)
         own.path.mkdir(parents=True, exist_ok=True)
         check_same_start(strategy, run, own.resumed_state().get("optimizer_steps", 0))
         return train_in(cfg, own, strategy, start)

@@ -40,6 +40,7 @@ from translator.tokenizer import NUM_RESERVED, TokenizerPair
 log = logging.getLogger(__name__)
 
 CT2_DIR = "ctranslate2"
+END_PIECE = "</s>"  # the vocabulary's END piece, which return_end_token adds to ended hypotheses
 
 
 def cpu_threads() -> int:
@@ -234,10 +235,13 @@ class CTranslate2Translator:
         for hypothesis, score in zip(result.hypotheses, result.scores, strict=True):
             length = len(hypothesis)  # with END when it ended
             total = score * length**alpha  # undo CTranslate2's length normalisation
-            ranked.append((self._text(hypothesis), total / ((5 + length) / 6) ** alpha))
-        ranked.sort(key=lambda pair: -pair[1])
-        n_best = ranked[: self.decode.n_best if self.decode.strategy == "beam" else 1]
-        return Translation(source, n_best[0][0], n_best[0][1], n_best, truncated=truncated)
+            ended = bool(hypothesis) and hypothesis[-1] == END_PIECE
+            ranked.append((self._text(hypothesis), total / ((5 + length) / 6) ** alpha, ended))
+        ranked.sort(key=lambda entry: -entry[1])
+        n_best = [(text, score) for text, score, _ in ranked]
+        n_best = n_best[: self.decode.n_best if self.decode.strategy == "beam" else 1]
+        return Translation(source, n_best[0][0], n_best[0][1], n_best, truncated=truncated,
+                           length_limited=not ranked[0][2])  # fmt: skip
 
     def _text(self, hypothesis: list[str]) -> str:
         ids = [self._target.piece_to_id(piece) for piece in hypothesis]

@@ -31,7 +31,7 @@ NEG_INF = -1.0e9  # search bookkeeping in float32 only; never used inside attent
 TOP_K_CHUNK = 64  # `top_k` splits wide rows into chunks this wide
 
 
-def length_penalty(length, alpha: float):
+def length_penalty(length, alpha):
     """GNMT length penalty ((5 + length) / 6) ** alpha."""
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
 
@@ -142,8 +142,8 @@ def beam_search(
     batch_size,
     max_length,
     beam_size: int,
-    alpha: float = 0.6,
-    n_best: int = 1,
+    alpha: float | tf.Tensor = 0.6,
+    n_best: int | tf.Tensor = 1,
     start_id: int = START_ID,
     end_id: int = END_ID,
     limits=None,
@@ -158,6 +158,9 @@ def beam_search(
     more have stopped, the state drops them (halving keeps the distinct shapes, each of which
     costs oneDNN a new kernel, few).
 
+    `alpha` and `n_best` may be scalar tensors (one graph for every value); `beam_size` fixes
+    the state's shapes and must be a Python integer.
+
     `reorder(state, rows)` gives the state of the hypotheses kept, rows (N,) of the old one; by
     default every tensor is gathered. A model whose state holds per-sentence parts (the same for
     all K hypotheses of a sentence, such as cross-attention keys) can skip those.
@@ -167,7 +170,7 @@ def beam_search(
          length-normalised log-probabilities).
     """
     k = beam_size
-    if n_best > k:
+    if not tf.is_tensor(n_best) and n_best > k:
         raise ValueError(f"n_best={n_best} cannot exceed beam_size={k}")
     state = tf.nest.map_structure(lambda t: tf.repeat(t, k, axis=0), state)  # (B*K, ...)
     seqs = tf.fill([batch_size, k, max_length + 1], PAD_ID)

@@ -46,7 +46,8 @@ class Translation:
     target_pieces: list[str] = field(default_factory=list)  # produced: y1 ... yn </s>
     target_input_pieces: list[str] = field(default_factory=list)  # decoder input: <s> y1 ... yn
     attention: dict | None = None  # kind -> list over layers of (H, rows, cols) arrays
-    truncated: bool = False
+    truncated: bool = False  # the source was cut to the model's max_tokens
+    length_limited: bool = False  # the output reached its length limit without END
 
 
 def load_run(
@@ -128,11 +129,7 @@ class Translator:
         self.weights_file: Path | None = None
         if decode.strategy not in ("greedy", "beam"):
             raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
-        self._search = tf.function(
-            self.search,
-            input_signature=[tf.TensorSpec([None, None], tf.int32)],
-            reduce_retracing=True,
-        )
+        self._graphs: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
 
     @classmethod
     def from_run_dir(
@@ -154,11 +151,40 @@ class Translator:
         return cls.from_run_dir(run, cfg.decode, cfg.weights)
 
     def with_decode(self, decode: DictConfig) -> Translator:
-        """The same model and tokenizers decoding with other settings (its own search graph)."""
+        """The same model and tokenizers decoding with other settings. Search graphs are shared:
+        settings that differ only in length penalty, n-best or batching use the same one."""
         other = Translator(self.model, self.tokenizers, decode, self.max_tokens)
         other.run, other.run_config = self.run, self.run_config
         other.weights_file = self.weights_file
+        other._graphs = self._graphs
         return other
+
+    @property
+    def graph_key(self) -> tuple:
+        """The decode settings a search graph is traced for. The length penalty and the n-best
+        size are its inputs and batching happens outside it, so they are not part of it; greedy
+        search has no beam."""
+        unused = {"length_penalty", "n_best", "batch_size", "parallel_batches"}
+        if self.decode.strategy == "greedy":
+            unused.add("beam_size")
+        return tuple(sorted((k, v) for k, v in self.decode.items() if k not in unused))
+
+    def _search(self, source_ids: tf.Tensor):
+        """`search` as the compiled graph of this translator's settings, traced on first use."""
+        graph = self._graphs.get(self.graph_key)
+        if graph is None:
+            graph = self._graphs[self.graph_key] = tf.function(
+                self.search,
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.int32),
+                    tf.TensorSpec([], tf.float32),
+                    tf.TensorSpec([], tf.int32),
+                ],
+                reduce_retracing=True,
+            )
+        n_best = self.decode.n_best if self.decode.strategy == "beam" else 1
+        return graph(source_ids, tf.constant(self.decode.length_penalty, tf.float32),
+                     tf.constant(n_best, tf.int32))  # fmt: skip
 
     # In-graph pieces (also used by the SavedModel export).
     def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:
@@ -177,8 +203,12 @@ class Translator:
         length = tf.cast(tf.math.ceil(a * source_length), tf.int32) + b
         return tf.minimum(length, self.model.max_positions)
 
-    def search(self, source_ids: tf.Tensor):
-        """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N))."""
+    def search(self, source_ids: tf.Tensor, alpha=None, n_best=None):
+        """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N)). Beam search's length
+        penalty `alpha` and list size `n_best` default to the decode settings'; either may be a
+        tensor, so one graph serves every value."""
+        alpha = self.decode.length_penalty if alpha is None else alpha
+        n_best = self.decode.n_best if n_best is None else n_best
         batch = tf.shape(source_ids)[0]
         limits = self.output_limits(source_ids)
         max_length = tf.reduce_max(limits)
@@ -199,8 +229,8 @@ class Translator:
             batch,
             max_length,
             beam_size=self.decode.beam_size,
-            alpha=self.decode.length_penalty,
-            n_best=self.decode.n_best,
+            alpha=alpha,
+            n_best=n_best,
             limits=limits,
             reorder=self._reorder_cache if self.decode.use_cache else None,
         )
@@ -287,6 +317,7 @@ class Translator:
         tokens, scores = tokens.numpy(), scores.numpy()
         texts = self.tokenizers.target.detokenize(tokens.reshape(-1, tokens.shape[-1])).numpy()
         texts = texts.reshape(tokens.shape[:2])
+        ended = (tokens == END_ID).any(axis=-1)  # (B, N)
         results = []
         for b, sentence in enumerate(batch):
             n_best = [
@@ -299,6 +330,7 @@ class Translator:
                     score=n_best[0][1],
                     n_best=n_best,
                     truncated=bool(lengths[b] > self.max_tokens),
+                    length_limited=not ended[b, 0],
                 )
             )
         if attention:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -17,12 +18,26 @@ from translator.errors import TranslatorError  # noqa: E402
 
 
 def run(function: Callable, *args, **kwargs):
-    """Call a library entry point; report a TranslatorError as `error: ...` and exit 2."""
+    """Call a library entry point; report a TranslatorError as `error: ...` and exit 2. Ctrl-C
+    and a reader that closed our output pipe (`| head`) end the command quietly, without a
+    traceback: exit 130 and 141, as a shell reports SIGINT and SIGPIPE."""
     try:
         return function(*args, **kwargs)
     except TranslatorError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        silence_stdout()
+        sys.exit(141)
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit does not fail again on
+    the closed pipe (the recipe of Python's `signal` documentation)."""
+    with contextlib.suppress(OSError, ValueError):  # not a real file (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def command(config_name: str):

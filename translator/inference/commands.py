@@ -83,25 +83,34 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
 
 
 def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
-    """Standard input: line by line on a terminal, in batches when piped."""
+    """Standard input: line by line on a terminal, in batches when piped.
+
+    Each batch is translated and printed at most once: it leaves `batch` before it is
+    translated, and an error inside a flush (Ctrl-C, a closed pipe) propagates without another
+    flush. Only at the end of the input, or at a bad line with `strict`, is the rest flushed."""
     interactive = sys.stdin.isatty()
     batch_size = 1 if interactive else translator.decode.batch_size
     count, batch = 0, []
 
     def flush():
         nonlocal count
-        for result in translator.translate_detailed(batch):
+        pending = batch[:]
+        batch.clear()
+        if not pending:
+            return
+        for result in translator.translate_detailed(pending):
             print(format_translation(count, result, cfg.print_n_best), flush=True)
             count += 1
-        batch.clear()
 
     try:
         for line in read_stdin_lines(cfg.strict):
             batch.append(line)
             if len(batch) >= batch_size:
                 flush()
-    finally:
-        flush()  # with strict, the lines before a bad one are still translated
+    except CorpusError:
+        flush()  # strict: the lines before the bad one are still translated
+        raise
+    flush()
     return {"sentences": count}
 
 

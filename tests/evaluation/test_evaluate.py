@@ -94,3 +94,28 @@ def test_evaluate_compares_with_a_hypotheses_file_and_with_another_run(
         evaluate(load_config("evaluate", [*overrides, f"compare={worse}"]))
     with pytest.raises(CorpusError, match="compare=/nowhere: no such run directory"):
         evaluate(load_config("evaluate", [*overrides, "compare=/nowhere"]))
+
+
+def test_a_byte_order_mark_starts_no_sentence(trained_run, tmp_path, capsys):
+    from translator.data import load_corpus
+    from translator.inference.translator import Translator
+
+    cfg, _ = trained_run
+    sentence = max(load_corpus(cfg.data, "train").source[:8], key=len)  # a memorised one
+    translation = Translator.from_run_dir(cfg.run_dir).translate([sentence])[0]
+    assert len(translation.split()) >= 4  # BLEU's 4-grams exist: identical text scores 100
+    source, reference = tmp_path / "src.de", tmp_path / "ref.en"
+    source.write_text(f"\ufeff{sentence}\n", encoding="utf-8")  # as Notepad saves "UTF-8"
+    reference.write_text(f"\ufeff{translation}\n", encoding="utf-8")
+    report = evaluate(load_config("evaluate", [
+        f"run_dir={cfg.run_dir}", f"source={source}", f"reference={reference}",
+    ]))  # fmt: skip
+    assert report["sentences"] == 1
+    assert report["scores"]["bleu"] == 100.0 and report["scores"]["chrf"] == 100.0
+    hypotheses = Path(report["hypotheses"]).read_text(encoding="utf-8")
+    assert hypotheses == f"{translation}\n"  # the source was translated without the mark
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [
+        f"note: {path}: skipped the UTF-8 byte-order mark at its start"
+        for path in (source, reference)
+    ]

@@ -1,5 +1,5 @@
 """The `translate` command's input and output around a translator: standard input in batches,
-input files. A stub translator stands in for the model (no training)."""
+input files, byte-order marks. A stub translator stands in for the model (no training)."""
 
 import io
 import sys
@@ -9,7 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from translator.errors import CorpusError
-from translator.inference.commands import translate_stream
+from translator.inference.commands import translate_file, translate_stream
+
+BOM = "\ufeff".encode()
 
 
 class StubTranslator:
@@ -77,3 +79,33 @@ def test_the_lines_before_a_bad_one_are_translated_once_with_strict(monkeypatch,
         translate_stream(stub, OmegaConf.merge(CFG, {"strict": True}))
     assert stub.calls == [["eins", "zwei"]]
     assert capsys.readouterr().out == "EINS\nZWEI\n"
+
+
+def test_a_byte_order_mark_on_stdin_is_skipped_with_a_note(monkeypatch, capsys):
+    piped_stdin(monkeypatch, BOM + b"Hallo\nWelt\n")
+    stub = StubTranslator()
+    assert translate_stream(stub, CFG) == {"sentences": 2}
+    assert stub.calls == [["Hallo", "Welt"]]
+    captured = capsys.readouterr()
+    assert captured.out == "HALLO\nWELT\n"
+    assert captured.err == "note: <stdin>: skipped the UTF-8 byte-order mark at its start\n"
+
+
+@pytest.mark.parametrize("name", ["src.de", "src.de.gz"])
+def test_a_byte_order_mark_in_an_input_file_is_skipped_with_a_note(tmp_path, capsys, name):
+    import gzip
+
+    pack = gzip.compress if name.endswith(".gz") else bytes
+    plain, marked = tmp_path / f"plain.{name}", tmp_path / f"marked.{name}"
+    plain.write_bytes(pack(b"Hallo\nWelt\n"))
+    marked.write_bytes(pack(BOM + b"Hallo\nWelt\n"))
+    outputs = []
+    for path in (plain, marked):
+        stub = StubTranslator()
+        translate_file(stub, OmegaConf.merge(CFG, {"input": str(path), "output": None}))
+        outputs.append((stub.calls, capsys.readouterr()))
+    (plain_calls, plain_io), (marked_calls, marked_io) = outputs
+    assert marked_calls == plain_calls == [["Hallo", "Welt"]]
+    assert marked_io.out == plain_io.out == "HALLO\nWELT\n"
+    note = f"note: {marked}: skipped the UTF-8 byte-order mark at its start"
+    assert note in marked_io.err.splitlines() and "byte-order" not in plain_io.err

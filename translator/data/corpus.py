@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from translator.errors import CorpusError, DatasetUnavailableError
+from translator.textio import strip_bom
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,12 @@ def read_lines(path: Path) -> list[str]:
 
 
 def read_file(path: Path) -> bytes:
-    """The bytes of a file, decompressed when its name ends in .gz; errors name the file."""
+    """The bytes of a text file, decompressed when its name ends in .gz, without a leading UTF-8
+    byte-order mark (with a note naming the file); errors name the file."""
     if not path.is_file():
         raise CorpusError(f"{path}: file not found")
     data = path.read_bytes()
-    return _gunzip(path, data) if path.suffix == ".gz" else data
+    return strip_bom(_gunzip(path, data) if path.suffix == ".gz" else data, str(path))
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:

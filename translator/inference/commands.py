@@ -15,6 +15,7 @@ from translator.data.corpus import read_file
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.engines import from_command
 from translator.inference.translator import Translation, Translator
+from translator.textio import strip_bom
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def decode_line(raw: bytes, where: str, strict: bool) -> str:
 
 def read_stdin_lines(strict: bool):
     for number, raw in enumerate(sys.stdin.buffer, start=1):
+        if number == 1:
+            raw = strip_bom(raw, "<stdin>")
         yield decode_line(raw.rstrip(b"\r\n"), f"<stdin>:{number}", strict)
 
 

@@ -1,10 +1,14 @@
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from translator.config import load_config
+from translator.config import PROJECT_ROOT, load_config
 from translator.errors import CorpusError
 from translator.evaluation.evaluate import evaluate
 
@@ -119,3 +123,36 @@ def test_a_byte_order_mark_starts_no_sentence(trained_run, tmp_path, capsys):
         f"note: {path}: skipped the UTF-8 byte-order mark at its start"
         for path in (source, reference)
     ]
+
+
+@pytest.mark.parametrize("empty", ["", "\n", "\n  \n\n"], ids=["no lines", "one empty", "blank"])
+def test_an_empty_evaluation_set_is_one_error_naming_the_file(trained_run, tmp_path, empty):
+    cfg, _ = trained_run
+    source, reference = tmp_path / "src.de", tmp_path / "ref.en"
+    source.write_text(empty, encoding="utf-8")
+    reference.write_text(empty, encoding="utf-8")
+    overrides = [f"run_dir={cfg.run_dir}", f"source={source}", f"reference={reference}"]
+    with pytest.raises(CorpusError, match=f"^{re.escape(str(source))}: nothing to evaluate"):
+        evaluate(load_config("evaluate", overrides))
+    lines = empty.count("\n")
+    source.write_text("Ein Hund.\n" * lines or "Ein Hund.\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=f"^{re.escape(str(reference))}: nothing to evaluate"):
+        evaluate(load_config("evaluate", overrides))
+
+
+def test_evaluate_script_on_empty_files_is_one_error_line_and_exit_2(trained_run, tmp_path):
+    cfg, _ = trained_run
+    source, reference = tmp_path / "src.de", tmp_path / "ref.en"
+    source.write_text("")
+    reference.write_text("")
+    done = subprocess.run(
+        [sys.executable, PROJECT_ROOT / "scripts" / "evaluate.py", f"run_dir={cfg.run_dir}",
+         f"source={source}", f"reference={reference}"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {source}: nothing to evaluate (no lines, or only empty ones)"
+    )
+    assert "Traceback" not in done.stderr

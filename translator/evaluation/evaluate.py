@@ -35,6 +35,8 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
         if not (cfg.source and cfg.reference):
             raise CorpusError("give both source=FILE and reference=FILE (or neither)")
         sources, references = read_lines(Path(cfg.source)), read_lines(Path(cfg.reference))
+        require_sentences(sources, cfg.source)
+        require_sentences(references, cfg.reference)
         if len(sources) != len(references):
             raise CorpusError(
                 f"{cfg.source} has {len(sources)} lines but {cfg.reference} has {len(references)}"
@@ -44,7 +46,15 @@ def test_set(cfg: DictConfig, run_cfg: DictConfig) -> tuple[str, list[str], list
     if cfg.data_path:
         data = OmegaConf.merge(data, {"path": cfg.data_path})
     corpus = load_corpus(data, cfg.split)
+    require_sentences(corpus.source, corpus.name)
     return f"{data.name}-{cfg.split}", corpus.source, corpus.target
+
+
+def require_sentences(lines: list[str], name: str) -> None:
+    """Refuse an evaluation set with nothing to score: no lines, or only empty ones (sacreBLEU
+    fails on the first and a score of the second means nothing). `name` is the file or split."""
+    if not any(lines):
+        raise CorpusError(f"{name}: nothing to evaluate (no lines, or only empty ones)")
 
 
 def evaluate(cfg: DictConfig) -> dict:

@@ -16,6 +16,8 @@ filter_native_stderr()  # what TF_CPP_MIN_LOG_LEVEL does not silence (before Ten
 
 from translator.errors import TranslatorError  # noqa: E402
 
+TEXT_VARIABLE = "TRANSLATOR_TEXT"  # how `make translate TEXT=...` hands a sentence to the config
+
 
 def run(function: Callable, *args, **kwargs):
     """Call a library entry point; report a TranslatorError as `error: ...` and exit 2. Ctrl-C
@@ -55,12 +57,47 @@ def command(config_name: str):
 
         @functools.wraps(function)
         def main():
-            check_overrides(config_name, sys.argv[1:])
+            arguments, text = lift_text(config_name, sys.argv[1:])
+            if text is not None:
+                os.environ[TEXT_VARIABLE] = text
+                sys.argv[1:] = arguments
+            check_overrides(config_name, arguments)
             return hydra_main()
 
         return main
 
     return decorate
+
+
+def lift_text(config_name: str, arguments: list[str]) -> tuple[list[str], str | None]:
+    """(the other arguments, the sentence) when the command's config reads `text` from
+    TRANSLATOR_TEXT and an argument is `text=...`: the sentence is the rest of that argument, as
+    the shell gave it (any characters: spaces, non-ASCII, commas, quotes, '='), where Hydra's
+    override lexer would refuse most of them. Quotes around all of it are removed, so Hydra's
+    quoted form `text="'Tengo hambre.'"` means what it did. Several: the last one counts."""
+    if not reads_text_from_environment(config_name):
+        return arguments, None
+    others, text = [], None
+    for argument in arguments:
+        if argument.startswith("text="):
+            text = unquote(argument.removeprefix("text="))
+        else:
+            others.append(argument)
+    return others, text
+
+
+def reads_text_from_environment(config_name: str) -> bool:
+    from omegaconf import OmegaConf
+
+    from translator.config import CONFIG_DIR
+
+    config = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml"))
+    return TEXT_VARIABLE in str(config.get("text", ""))
+
+
+def unquote(value: str) -> str:
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    return value[1:-1] if quoted else value
 
 
 def check_overrides(config_name: str, arguments: list[str]) -> None:

@@ -1,3 +1,6 @@
+import dataclasses
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -8,7 +11,7 @@ import pytest
 from translator.config import load_config
 from translator.errors import TranslatorError
 from translator.inference.translator import Translator
-from translator.visualization.attention import plot_heads
+from translator.visualization.attention import attention_data, plot_heads, write_html
 from translator.visualization.plot import plot
 
 pytestmark = pytest.mark.slow
@@ -16,6 +19,17 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+
+
+def chromium_dom(page, tmp_path) -> str:
+    """The page's DOM after its script ran in headless Chromium."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "make test installs Debian's chromium"
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         f"file://{page}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +71,33 @@ def test_plot_command_writes_pngs_and_html_that_chromium_opens(trained_run, tmp_
 
     page = open(files[-1], encoding="utf-8").read()
     assert page.count('"weights"') == 3 and "http" not in page.replace("http-equiv", "")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "make test installs Debian's chromium"
-    dom = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         f"file://{files[-1]}"],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+    dom = chromium_dom(files[-1], tmp_path)
     status = re.search(r'data-status="([^"]*)"', dom).group(1)
     assert status == "ok 24 panels"  # 3 kinds x 2 layers x 4 heads, rendered without a JS error
+
+
+HOSTILE = ["__DATA__", "__TITLE__", "__HEATMAP_JS__", "</script>", "<!--", "__SOURCE__"]
+
+
+def test_placeholder_names_and_script_ends_in_a_sentence_leave_the_page_intact(
+    translation, tmp_path
+):
+    pieces = [HOSTILE[i % len(HOSTILE)] for i in range(len(translation.source_pieces))]
+    hostile = dataclasses.replace(
+        translation, source=" ".join(HOSTILE) + " & more", text="</script> __TARGET__ __DATA__",
+        source_pieces=pieces,
+    )  # fmt: skip
+    page = write_html(hostile, tmp_path / "hostile.html").read_text(encoding="utf-8")
+    assert page.count("const DATA = ") == 1 and page.count("<script>") == 1
+    data = re.search(r"const DATA = (.*);\n", page).group(1)
+    assert json.loads(data) == json.loads(json.dumps(attention_data(hostile)))  # intact
+    assert "</script>" not in data and "<!--" not in data
+    assert f"<title>Attention: {html.escape(hostile.source)}</title>" in page
+    assert f"<h2>{html.escape(hostile.source)}</h2>" in page
+    assert f"<h3>&rarr; {html.escape(hostile.text)}</h3>" in page
+
+    dom = chromium_dom(tmp_path / "hostile.html", tmp_path)
+    assert re.search(r'data-status="([^"]*)"', dom).group(1) == "ok 24 panels"
 
 
 def test_plot_needs_text_and_known_kinds(trained_run):

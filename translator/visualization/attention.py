@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -171,13 +172,26 @@ def attention_data(translation: Translation) -> dict:
 
 def write_html(translation: Translation, path: Path) -> Path:
     """One self-contained page to browse every kind, layer and head of a sentence's attention."""
-    data = json.dumps(attention_data(translation), ensure_ascii=False).replace("</", "<\\/")
-    page = (
-        HTML_TEMPLATE.replace("__HEATMAP_JS__", HEATMAP_JS)
-        .replace("__DATA__", data)
-        .replace("__TITLE__", html.escape(translation.source))
-        .replace("__SOURCE__", html.escape(translation.source))
-        .replace("__TARGET__", html.escape(translation.text))
-    )
-    path.write_text(page, encoding="utf-8")
+    path.write_text(fill_template(HTML_TEMPLATE, page_values(translation)), encoding="utf-8")
     return path
+
+
+def page_values(translation: Translation) -> dict[str, str]:
+    """What each placeholder of HTML_TEMPLATE becomes: escaped text for the headings, and the
+    data as JSON whose every "<" is written \\u003c, so no sentence can end the script early
+    ("</script>") or open an HTML comment in it ("<!--")."""
+    data = json.dumps(attention_data(translation), ensure_ascii=False).replace("<", "\\u003c")
+    return {
+        "HEATMAP_JS": HEATMAP_JS,
+        "DATA": data,
+        "TITLE": html.escape(translation.source),
+        "SOURCE": html.escape(translation.source),
+        "TARGET": html.escape(translation.text),
+    }
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """`template` with each `__NAME__` of `values` replaced in one pass over the template only:
+    a value is never scanned again, so text that contains a placeholder's name stays as it is."""
+    pattern = re.compile("|".join(f"__{re.escape(name)}__" for name in values))
+    return pattern.sub(lambda match: values[match.group(0)[2:-2]], template)

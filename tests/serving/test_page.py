@@ -50,6 +50,10 @@ def test_typing_a_sentence_shows_its_translation_and_heat_map(server, browser, t
     assert len(cells) == len(rows) * (len(columns) - 1)
     shades = {c.get_attribute("style") for c in cells}
     assert len(shades) > 2  # really shaded by weight
+    labels = [th.get_attribute("textContent") for th in browser.find_elements(By.CSS_SELECTOR,
+              "#heat thead th, #heat tbody th")][1:]  # fmt: skip
+    assert "junge" in labels and all(labels)  # "▁junge" shown without its word mark
+    assert not [label for label in labels if "\u2581" in label]  # no SentencePiece word mark
 
     browser.find_element(By.ID, "want-nbest").click()  # alternatives on request
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nbest li")) == 3)

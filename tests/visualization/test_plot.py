@@ -32,6 +32,33 @@ def chromium_dom(page, tmp_path) -> str:
     ).stdout  # fmt: skip
 
 
+def heat_labels(dom: str) -> list[str]:
+    """The heat map's axis labels as shown: column heads, then row heads."""
+    table = re.search(r'<table[^>]*id="heat"[^>]*>(.*?)</table>', dom, re.DOTALL).group(1)
+    return [html.unescape(label) for label in re.findall(r"<th>([^<]*)</th>", table)[1:]]
+
+
+def shown(pieces: list[str]) -> list[str]:
+    """Pieces as the heat map labels them: no word mark "▁"; a piece inside a word after "·"
+    ("▁Hund", "e" -> "Hund", "·e"); a lone mark as "␣"; special and byte pieces as they are."""
+
+    def special(piece: str) -> bool:
+        return re.fullmatch(r"<[^<>]+>", piece) is not None
+
+    def space(piece: str) -> bool:
+        return re.fullmatch("\u2581+", piece) is not None
+
+    labels = []
+    for i, piece in enumerate(pieces):
+        if special(piece) or space(piece):
+            labels.append(piece if special(piece) else "␣")
+            continue
+        inside = not piece.startswith("\u2581") and i > 0
+        inside = inside and not (special(pieces[i - 1]) or space(pieces[i - 1]))
+        labels.append(("·" if inside else "") + piece.removeprefix("\u2581").replace("\u2581", " "))
+    return labels
+
+
 @pytest.fixture(scope="module")
 def translation(trained_run):
     cfg, _ = trained_run
@@ -74,6 +101,11 @@ def test_plot_command_writes_pngs_and_html_that_chromium_opens(trained_run, tmp_
     dom = chromium_dom(files[-1], tmp_path)
     status = re.search(r'data-status="([^"]*)"', dom).group(1)
     assert status == "ok 24 panels"  # 3 kinds x 2 layers x 4 heads, rendered without a JS error
+    cross = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))["kinds"]["cross"]
+    labels = heat_labels(dom)  # the default view: cross-attention
+    assert labels == shown(cross["columns"]) + shown(cross["rows"])
+    assert any(p.startswith("\u2581") for p in cross["columns"])  # the data keeps the marks
+    assert not [label for label in labels if "\u2581" in label]  # the labels do not
 
 
 HOSTILE = ["__DATA__", "__TITLE__", "__HEATMAP_JS__", "</script>", "<!--", "__SOURCE__"]
@@ -98,6 +130,7 @@ def test_placeholder_names_and_script_ends_in_a_sentence_leave_the_page_intact(
 
     dom = chromium_dom(tmp_path / "hostile.html", tmp_path)
     assert re.search(r'data-status="([^"]*)"', dom).group(1) == "ok 24 panels"
+    assert heat_labels(dom)[: len(pieces)] == shown(pieces)
 
 
 def test_plot_needs_text_and_known_kinds(trained_run):

@@ -14,12 +14,31 @@ function escapeText(text) {
   return span.innerHTML;
 }
 
-// Fill `table` with `matrix` (rows x columns of weights), shaded against `max`.
+// Subword pieces as labels, without SentencePiece's word mark "▁" (U+2581): a piece that starts
+// a word shows bare ("▁Hund" -> "Hund"), a piece inside a word after a middle dot ("e" -> "·e"),
+// a lone mark (a space before a piece that starts a word) as "␣"; special and byte pieces
+// ("</s>", "<0xE2>") as they are. Only the labels change: the data keeps the tokenizer's pieces.
+function pieceLabels(pieces) {
+  const special = function (piece) { return /^<[^<>]+>$/.test(piece); };
+  const space = function (piece) { return /^\u2581+$/.test(piece); };
+  return pieces.map(function (piece, i) {
+    if (special(piece)) { return piece; }
+    if (space(piece)) { return "\u2423"; }
+    const previous = pieces[i - 1];
+    const inside = piece.charAt(0) !== "\u2581" && previous !== undefined &&
+      !special(previous) && !space(previous);
+    return (inside ? "\u00b7" : "") + piece.replace(/^\u2581/, "").replace(/\u2581/g, " ");
+  });
+}
+
+// Fill `table` with `matrix` (rows x columns of weights), shaded against `max`; axis labels
+// are the pieces as pieceLabels shows them.
 function drawHeatTable(table, columns, rows, matrix, max) {
-  let html = "<thead><tr><th></th>" + columns.map(function (c) {
+  const rowLabels = pieceLabels(rows);
+  let html = "<thead><tr><th></th>" + pieceLabels(columns).map(function (c) {
     return "<th>" + escapeText(c) + "</th>"; }).join("") + "</tr></thead><tbody>";
   matrix.forEach(function (row, i) {
-    html += "<tr><th>" + escapeText(rows[i]) + "</th>" + row.map(function (w) {
+    html += "<tr><th>" + escapeText(rowLabels[i]) + "</th>" + row.map(function (w) {
       return "<td title='" + w.toFixed(3) + "' style='background:" + heatColour(w, max) + "'></td>";
     }).join("") + "</tr>";
   });

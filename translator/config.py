@@ -296,17 +296,24 @@ class ServeConfig:
     max_beam_size: int = MISSING
     max_n_best: int = MISSING
     request_timeout_s: float = MISSING
-    decoders_cached: int = MISSING
+    max_attention_weights: int = MISSING
+    read_timeout_s: float = MISSING
+    keep_alive_s: float = MISSING
+    max_connections: int = MISSING
+    allowed_hosts: list[str] = MISSING
+    allowed_origins: list[str] = MISSING
     log_level: str = MISSING
 
     def __post_init__(self):
         _number("port", self.port, 0, 65535)  # 0: any free port
         for key in ("max_batch_size", "max_body_bytes", "max_sentences", "max_chars",
-                    "max_beam_size", "max_n_best", "decoders_cached"):  # fmt: skip
+                    "max_beam_size", "max_n_best", "max_attention_weights",
+                    "max_connections"):  # fmt: skip
             _number(key, getattr(self, key), 1)
         _number("max_wait_ms", self.max_wait_ms, 0)
-        if not self.request_timeout_s > 0:
-            _refuse("request_timeout_s", self.request_timeout_s, "a number > 0")
+        for key in ("request_timeout_s", "read_timeout_s", "keep_alive_s"):
+            if not getattr(self, key) > 0:
+                _refuse(key, getattr(self, key), "a number > 0")
         if self.log_level not in LOG_LEVELS:
             _refuse("log_level", self.log_level, ", ".join(LOG_LEVELS))
 

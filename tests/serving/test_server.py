@@ -71,7 +71,9 @@ def start_server(run_dir, log_path, *overrides):
 def server(trained_run, tmp_path_factory):
     """The tiny run served on a free port (its own decode settings: greedy)."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    url, process = start_server(trained_run[0].run_dir, log, "max_wait_ms=50")
+    url, process = start_server(trained_run[0].run_dir, log, "max_wait_ms=50",
+                                "max_attention_weights=20000", "read_timeout_s=2",
+                                "max_connections=64")  # fmt: skip
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -161,7 +163,16 @@ BAD_INPUTS = [
      "expected 0 to 5"),
     ("unknown decode setting", b'{"text": "a", "decode": {"temperature": 1}}', 422,
      "unknown decode setting 'temperature'"),
-    ("attention not a boolean", b'{"text": "a", "attention": "yes"}', 422, "true or false"),
+    ("attention not a boolean", b'{"text": "a", "attention": "yes"}', 422,
+     "attention must be true, false or an object"),
+    ("an unknown attention kind", b'{"text": "a", "attention": {"kinds": ["self"]}}', 422,
+     "attention.kinds must be a list of cross, encoder_self, decoder_self"),
+    ("a layer the model lacks", b'{"text": "a", "attention": {"layers": [2]}}', 422,
+     "attention.layers: 2 is not one of the model's 2 layers"),
+    ("heads neither all, mean nor a list", b'{"text": "a", "attention": {"heads": "max"}}', 422,
+     'attention.heads must be "all", "mean" or a list'),
+    ("an unknown attention field", b'{"text": "a", "attention": {"layer": 1}}', 422,
+     "unknown attention field 'layer'"),
     ("a lone surrogate", b'{"text": "a \\ud800 b"}', 422, "text is not valid Unicode"),
     ("an integer too long to read", b'{"text": "a", "decode": {"beam_size": 1' + b"1" * 5000
      + b"}}", 400, "not valid JSON"),
@@ -178,6 +189,101 @@ def test_bad_input_gets_a_4xx_with_a_one_line_json_error(server, case, body, sta
     assert message in answer["error"] and "\n" not in answer["error"]
 
 
+def test_attention_holds_the_kinds_layers_and_heads_asked_for(server, sentences):
+    body = {"text": sentences[1], "attention": {"kinds": ["cross", "encoder_self"],
+                                                "layers": [-1], "heads": "mean"}}  # fmt: skip
+    status, result = request(f"{server}/translate", body)
+    assert status == 200 and set(result["attention"]["kinds"]) == {"cross", "encoder_self"}
+    for kind in result["attention"]["kinds"].values():
+        assert kind["layers"] == [1] and kind["heads"] == "mean"
+        (heads,) = kind["weights"]  # one layer
+        assert len(heads) == 1 and len(heads[0]) == len(kind["rows"])  # their mean, rows
+        for row in heads[0]:
+            assert len(row) == len(kind["columns"]) and sum(row) == pytest.approx(1, abs=2e-3)
+    body["attention"] = {"heads": [1, 0]}
+    status, result = request(f"{server}/translate", body)
+    cross = result["attention"]["kinds"]["cross"]
+    assert status == 200 and cross["heads"] == [1, 0]
+    assert [len(w) for w in cross["weights"]] == [2, 2]  # two layers of two heads
+
+
+def test_an_answer_with_too_much_attention_is_refused_naming_the_limit(server, sentences):
+    body = {"texts": sentences, "attention": {"kinds": ["cross", "encoder_self", "decoder_self"]}}
+    status, answer = request(f"{server}/translate", body)
+    assert status == 413 and "the limit is 20000 (max_attention_weights)" in answer["error"]
+    assert request(f"{server}/health")[0] == 200
+
+
+def send(url: str, head: bytes, body: bytes = b"") -> tuple[int, str]:
+    """(status, body) of a request written by hand, headers and all."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                break
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.split(b"\r\n\r\n", 1)[1].decode()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test)."""
+    answer = b""
+    with sock:
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer
+
+
+POST = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(("header", "status", "message"), [
+    (b"Host: evil.example:80\r\n", 403, "Host 'evil.example' is not one of this server's names"),
+    (b"Host: 127.0.0.1\r\nOrigin: http://evil.example\r\n", 403,
+     "requests from pages of http://evil.example are not allowed"),
+    (b"Host: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n", 200, '"text"'),
+    (b"Host: localhost:{port}\r\n", 200, '"text"'),
+])  # fmt: skip
+def test_foreign_hosts_and_pages_are_refused(server, header, status, message):
+    port = server.rsplit(":", 1)[1].encode()
+    head = b"POST /translate HTTP/1.1\r\n" + header.replace(b"{port}", port)
+    head += b"Content-Type: application/json\r\nConnection: close\r\n"
+    got, text = send(server, head, b'{"text": "Hallo."}')
+    assert got == status and message in text
+
+
+def test_only_json_bodies_are_read(server):
+    head = POST.replace(b"application/json", b"text/plain") + b"Connection: close\r\n"
+    status, text = send(server, head, b'{"text": "Hallo."}')
+    assert status == 415 and "Content-Type must be application/json, not 'text/plain'" in text
+
+
+def test_slow_clients_are_cut_off_and_cannot_exhaust_the_server(server, sentences):
+    """300 connections that send part of a body, or part of their headers, and stall: each is
+    answered 408 or closed after read_timeout_s (2 s); the server answers others meanwhile
+    (503 beyond max_connections, never a crash) and normally once they are gone."""
+    host, port = server.removeprefix("http://").split(":")
+    few = [socket.create_connection((host, int(port)), timeout=30) for _ in range(8)]
+    for sock in few:
+        sock.sendall(POST + b'Content-Length: 100\r\n\r\n{"te')
+    for sock in few:
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")  # answered, then closed
+    stalled = []
+    for i in range(300):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        part = POST + b'Content-Length: 100\r\n\r\n{"te' if i % 2 else POST[:40]
+        sock.sendall(part)
+        stalled.append(sock)
+    status, _ = request(f"{server}/translate", {"text": sentences[0]})
+    assert status in (200, 503)
+    answers = [read_until_closed(sock) for sock in stalled]
+    assert all(a == b"" or a.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for a in answers)
+    assert request(f"{server}/translate", {"text": sentences[0]})[0] == 200
+
+
 def test_wrong_routes_and_methods_are_json_errors(server):
     assert request(f"{server}/nowhere")[0] == 404
     status, answer = request(f"{server}/translate")  # GET
@@ -186,7 +292,8 @@ def test_wrong_routes_and_methods_are_json_errors(server):
 
 def test_health_and_metrics_parse(server):
     status, health = request(f"{server}/health")
-    assert status == 200 and health["status"] == "ready" and health["run_dir"]
+    assert status == 200 and health["status"] == "ready" and health["run_dir"] == "run"
+    assert "/" not in health["run_dir"]  # no local paths for anyone to read
     status, text = request(f"{server}/metrics")
     assert status == 200
     sample = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"\})? [0-9.e+-]+$')
@@ -200,19 +307,21 @@ def test_health_and_metrics_parse(server):
 def test_a_client_that_disconnects_while_queued_costs_nothing(server, sentences):
     """A request still waiting behind a long batch is dropped when its client goes."""
     before = metric(request(f"{server}/metrics")[1], "translator_sentences_total")
-    long_batch = {"texts": sentences, "decode": {"beam_size": 8, "n_best": 8}}
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        busy = pool.submit(request, f"{server}/translate", long_batch)
-        time.sleep(0.2)  # the long batch is decoding
+    # Four long batches, one after the other (their settings differ): a second or more of work.
+    long_batches = [{"texts": sentences, "decode": {"beam_size": 8, "n_best": 8,
+                                                    "length_penalty": alpha}}
+                    for alpha in (0.0, 0.5, 1.0, 1.5)]  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        busy = [pool.submit(request, f"{server}/translate", b) for b in long_batches]
+        time.sleep(0.2)  # the first long batch is decoding
         body = json.dumps({"texts": sentences[:5]}).encode()
         host, port = server.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
-        assert busy.result()[0] == 200
+            sock.sendall(POST + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert [b.result()[0] for b in busy] == [200] * 4
     time.sleep(0.5)
     after = metric(request(f"{server}/metrics")[1], "translator_sentences_total")
-    assert after - before == len(sentences)  # the long batch only
+    assert after - before == 4 * len(sentences)  # the long batches only
 
 
 def test_ctranslate2_engine_serves_the_same_translations(

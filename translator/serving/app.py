@@ -1,13 +1,16 @@
 """The ASGI app: `POST /translate`, `GET /health`, `GET /metrics` and the page at `GET /`.
 
 Errors are JSON objects with one line, `{"error": "..."}`, and a 4xx status for anything a client
-sent; the model loads and warms up in the background, and `/health` says `ready` only after.
+sent; a failure of the server's own is a 500 naming a request id, its details only in the log.
+Foreign Host names and foreign pages are refused (`guard.py`). The model loads and warms up in
+the background, and `/health` says `ready` only after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,17 +18,27 @@ from pathlib import Path
 from omegaconf import DictConfig
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from translator.errors import first_line
 from translator.inference.engines import engine_name
+from translator.serving.answers import (
+    attention_size,
+    check_attention,
+    encode,
+    select_attention,
+    translation_json,
+)
 from translator.serving.batcher import Batcher
 from translator.serving.engine import Engine
+from translator.serving.guard import GuardMiddleware, server_names
 from translator.serving.metrics import ServerMetrics
 from translator.serving.requests import BadRequest, parse_body
-from translator.visualization.attention import HEATMAP_JS, attention_data
+from translator.visualization.attention import HEATMAP_JS
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +62,12 @@ class Server:
         self.status = "loading"
         self.batcher: Batcher | None = None
         self.run_dir = None
+        self.preparing: asyncio.Task | None = None
 
     async def load(self) -> None:
         try:
             translator = await asyncio.to_thread(self.load_translator)
-            engine = Engine(translator, self.cfg.decoders_cached)
+            engine = Engine(translator)
             warm = (engine.translate, [WARMUP_SENTENCE], translator.decode, engine.has_attention)
             await asyncio.to_thread(*warm)
             full = [WARMUP_LONG] * self.cfg.max_batch_size
@@ -62,11 +76,21 @@ class Server:
             self.status = f"failed: {first_line(error)}"
             log.error("loading the run failed: %s", first_line(error))
             return
-        self.run_dir = str(translator.run) if translator.run else None
+        self.run_dir = translator.run.path.name if translator.run else None  # no local paths
         self.batcher = Batcher(engine, self.metrics, self.cfg.max_batch_size, self.cfg.max_wait_ms)
         self.batcher.start(on_failure=self.worker_failed)
         self.status = "ready"
         log.info("ready: %s", self.run_dir)
+        self.preparing = asyncio.create_task(self.prepare_searches(engine))
+
+    async def prepare_searches(self, engine: Engine) -> None:
+        """Trace the search of every beam size a request may ask for, one at a time while no
+        request is waiting, so that requests rarely pay for a trace (seconds each)."""
+        for beam_size in range(1, self.cfg.max_beam_size + 1):
+            settings = engine.settings({"beam_size": beam_size})
+            await self.batcher.when_idle(lambda s=settings: engine.translate(
+                [WARMUP_SENTENCE], s, False))  # fmt: skip
+        log.info("searches ready for beam sizes 1 to %d", self.cfg.max_beam_size)
 
     def worker_failed(self, error: BaseException) -> None:
         self.status = f"failed: the batch worker stopped: {first_line(error)}"
@@ -82,6 +106,8 @@ def create_app(cfg: DictConfig, load_translator) -> Starlette:
         loading = asyncio.create_task(server.load())
         yield
         loading.cancel()
+        if server.preparing is not None:
+            server.preparing.cancel()
         if server.batcher is not None:
             await server.batcher.stop()
 
@@ -112,9 +138,16 @@ def create_app(cfg: DictConfig, load_translator) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
-    )
+    names = server_names(cfg.host, cfg.get("allowed_hosts") or [])
+    origins = list(cfg.get("allowed_origins") or [])
+    middleware = [
+        Middleware(GuardMiddleware, names=names, origins=origins,
+                   refused=server.metrics.request_done),
+        Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                   allow_headers=["Content-Type"]),
+    ]  # fmt: skip
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                    exception_handlers={HTTPException: http_error})  # fmt: skip
     app.state.server = server
     return app
 
@@ -125,25 +158,37 @@ async def timed(server: Server, handler) -> Response:
     try:
         response = await handler()
     except BadRequest as error:
-        response = JSONResponse({"error": str(error)}, status_code=error.status)
+        # A body not read in full (too slow, too large) leaves the connection unusable: close it.
+        close = {"Connection": "close"} if error.status in (408, 413) else None
+        response = JSONResponse({"error": str(error)}, status_code=error.status, headers=close)
     except ClientDisconnect:  # gone while sending its body: nobody reads an answer
         response = Response(status_code=499)
-    except Exception as error:  # a bug or a failed batch: still one JSON line, and counted
-        log.exception("translation failed")
-        response = JSONResponse({"error": f"internal error: {first_line(error)}"}, status_code=500)
+    except Exception:  # a bug or a failed batch: one JSON line, details only in the log
+        request_id = secrets.token_hex(6)
+        log.exception("request %s failed", request_id)
+        message = f"internal error (request id {request_id}); the server log has the details"
+        response = JSONResponse({"error": message, "request_id": request_id}, status_code=500)
     server.metrics.request_done(response.status_code, time.perf_counter() - start)
     return response
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request's JSON body: at most `limit` bytes, received within `timeout` seconds."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest(415, f"Content-Type must be application/json, not {media_type!r}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"the body has {declared} bytes; the limit is {limit}")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(413, f"the body is over the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BadRequest(413, f"the body is over the limit of {limit} bytes")
+    except TimeoutError:
+        raise BadRequest(408, f"the body did not arrive within {timeout:g} s") from None
     return body
 
 
@@ -151,27 +196,45 @@ async def answer_translate(server: Server, request: Request) -> Response:
     cfg = server.cfg
     if server.batcher is None:
         raise BadRequest(503, f"not ready: the model is {server.status}")
-    parsed = parse_body(await read_body(request, cfg.max_body_bytes), cfg)
+    parsed = parse_body(await read_body(request, cfg.max_body_bytes, cfg.read_timeout_s), cfg)
+    engine = server.batcher.engine
     try:
-        decode = server.batcher.engine.settings(parsed.decode)
+        decode = engine.settings(parsed.decode)
     except ValueError as error:
         raise BadRequest(422, first_line(error)) from None
-    attention = parsed.attention and server.batcher.engine.has_attention
+    attention = parsed.attention if engine.has_attention else None
+    if attention is not None:
+        check_attention(attention, *engine.attention_shape)
     start = time.perf_counter()
-    job = asyncio.ensure_future(server.batcher.translate(parsed.sentences, decode, attention))
+    job = asyncio.ensure_future(
+        server.batcher.translate(parsed.sentences, decode, attention is not None)
+    )
     if not await finished_unless_gone(job, request, cfg.request_timeout_s):
         return Response(status_code=499)  # the client has gone; nobody reads this
     results = job.result()
+    selected = [None] * len(results)
+    if attention is not None:
+        selected = [select_attention(t, attention) for t in results]
+        size = attention_size(selected)
+        if size > cfg.max_attention_weights:
+            raise BadRequest(413, f"the attention asked for holds {size} weights; the limit is "
+                                  f"{cfg.max_attention_weights} (max_attention_weights): ask for "
+                                  'fewer kinds, layers or heads, or "heads": "mean"')  # fmt: skip
     body = {
-        "translations": [translation_json(t, decode.n_best, attention) for t in results],
+        "translations": [
+            translation_json(t, decode.n_best, a) for t, a in zip(results, selected, strict=True)
+        ],
         "decode": {k: decode[k] for k in ("strategy", "beam_size", "length_penalty", "n_best")},
         "timing": {"queue_and_decode_ms": round(1000 * (time.perf_counter() - start), 1)},
     }
-    if parsed.attention and not attention:
+    if parsed.attention and attention is None:
         body["warning"] = "no attention weights: they need engine=tensorflow"
     if parsed.single:
         body.update(body.pop("translations")[0])
-    return JSONResponse(body)
+    if attention is None:
+        return JSONResponse(body)
+    content = await asyncio.to_thread(encode, body)  # large: serialised off the event loop
+    return Response(content, media_type="application/json")
 
 
 async def finished_unless_gone(job: asyncio.Future, request: Request, timeout: float) -> bool:
@@ -196,14 +259,3 @@ async def disconnected(request: Request) -> None:
     the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def translation_json(translation, n_best: int, attention: bool) -> dict:
-    result = {"text": translation.text, "score": round(translation.score, 4)}
-    if n_best > 1:
-        result["n_best"] = [{"text": t, "score": round(s, 4)} for t, s in translation.n_best]
-    if attention and translation.attention is not None:
-        result["attention"] = attention_data(translation)
-    if translation.truncated:
-        result["truncated"] = True
-    return result

@@ -62,6 +62,7 @@ class Batcher:
         self.worker: asyncio.Task | None = None
         self.last_batch_jobs = 0
         self.free_since = 0.0  # when the worker finished its last batch
+        self.decoding = False
 
     def start(self, on_failure=None) -> None:
         """Start the worker; `on_failure(error)` is called if it ever stops on an error."""
@@ -85,6 +86,17 @@ class Batcher:
         self.metrics.queue_depth = len(self.pending)
         self.wakeup.set()
         return await job.future
+
+    async def when_idle(self, work) -> None:
+        """Run `work()` on the decode thread once no request is queued or decoding: start-up
+        work that should not keep requests waiting (a request arriving meanwhile waits for it)."""
+        while self.pending or self.decoding:
+            await asyncio.sleep(0.05)
+        self.decoding = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, work)
+        finally:
+            self.decoding = False
 
     async def _run(self) -> None:
         while True:
@@ -138,6 +150,7 @@ class Batcher:
         sentences = [s for job in batch for s in job.sentences]
         first = batch[0]
         loop = asyncio.get_running_loop()
+        self.decoding = True
         try:
             results = await loop.run_in_executor(
                 self.executor, self.engine.translate, sentences, first.decode, first.attention
@@ -149,6 +162,7 @@ class Batcher:
             return
         finally:
             self.free_since = time.perf_counter()
+            self.decoding = False
         self.last_batch_jobs = len(batch)
         self.metrics.batch_done(len(batch), len(sentences))
         start = 0

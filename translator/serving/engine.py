@@ -35,21 +35,23 @@ class Lru(OrderedDict):
 class Engine:
     """A run's model and tokenizers, and a translator per decode setting in use.
 
-    Every distinct setting traces its own search graph, so at most `cache_size` are kept (least
-    recently used first out). Calls are serialised: TensorFlow runs one batch at a time here,
-    using every core.
+    The translators share the model and their search graphs: a graph is traced per search
+    strategy and beam size (the length penalty and the n-best size are its inputs), so a request
+    can cause at most `max_beam_size` traces in the server's life, however its settings vary.
+    Calls are serialised: TensorFlow runs one batch at a time here, using every core.
 
     Args:
         translator: the run's translator, with its own decode settings (the default).
-        cache_size: translators kept for other settings.
     """
 
-    def __init__(self, translator: Translator, cache_size: int = 8):
+    def __init__(self, translator: Translator):
         self.default = translator
-        self._translators = Lru(cache_size)
+        self._translators = Lru(SETTINGS_CACHED)
         self._settings = Lru(SETTINGS_CACHED)
         self._lock = threading.Lock()
         self.has_attention = translator.has_attention  # only TensorFlow's decoder returns it
+        model = getattr(translator, "model", None)
+        self.attention_shape = (getattr(model, "num_layers", 0), getattr(model, "num_heads", 0))
 
     def settings(self, overrides: dict) -> DictConfig:
         """The run's decode settings with a request's `overrides`: a beam size above 1 or an

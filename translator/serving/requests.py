@@ -16,12 +16,26 @@ class BadRequest(Exception):
         self.status = status
 
 
+ATTENTION_KINDS = ("cross", "encoder_self", "decoder_self")
+
+
+@dataclass(frozen=True)
+class AttentionRequest:
+    """The attention weights an answer carries: `"attention": true` asks for cross-attention,
+    every layer and head; an object chooses `kinds`, `layers` (indices, negative from the last)
+    and `heads` ("all", "mean" of them, or a list of indices)."""
+
+    kinds: tuple[str, ...] = ("cross",)
+    layers: tuple[int, ...] | None = None  # None: every layer
+    heads: str | tuple[int, ...] = "all"
+
+
 @dataclass
 class TranslateRequest:
     sentences: list[str]
     single: bool  # {"text": ...} rather than {"texts": [...]}
     decode: dict  # the request's decode overrides
-    attention: bool
+    attention: AttentionRequest | None  # None: no attention weights
 
 
 def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
@@ -39,11 +53,8 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
         raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
                               "attention)")  # fmt: skip
     sentences, single = sentences_of(data, limits)
-    attention = data.get("attention", False)
-    if not isinstance(attention, bool):
-        raise BadRequest(422, f"attention must be true or false, not {attention!r}")
-    return TranslateRequest(sentences, single, decode_of(data.get("decode", {}), limits),
-                            attention)  # fmt: skip
+    decode = decode_of(data.get("decode", {}), limits)
+    return TranslateRequest(sentences, single, decode, attention_of(data.get("attention", False)))
 
 
 def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:
@@ -96,6 +107,44 @@ def decode_of(decode, limits: DictConfig) -> dict:
                                   "length_penalty, n_best)")  # fmt: skip
         checked[key] = value
     return checked
+
+
+def attention_of(value) -> AttentionRequest | None:
+    """The attention a request asks for: true, false, or {"kinds", "layers", "heads"}."""
+    if isinstance(value, bool):
+        return AttentionRequest() if value else None
+    if not isinstance(value, dict):
+        raise BadRequest(422, "attention must be true, false or an object with kinds, layers "
+                              f"and heads, not {value!r}")  # fmt: skip
+    unknown = sorted(set(value) - {"kinds", "layers", "heads"})
+    if unknown:
+        raise BadRequest(422, f"unknown attention field {unknown[0]!r} (expected kinds, layers, "
+                              "heads)")  # fmt: skip
+    kinds = value.get("kinds", ["cross"])
+    if not _list_of(kinds, str) or not set(kinds) <= set(ATTENTION_KINDS):
+        raise BadRequest(422, f"attention.kinds must be a list of {', '.join(ATTENTION_KINDS)}, "
+                              f"not {kinds!r}")  # fmt: skip
+    layers = value.get("layers")
+    if layers is not None and not _list_of(layers, int):
+        raise BadRequest(422, f"attention.layers must be a list of layer indices, not {layers!r}")
+    heads = value.get("heads", "all")
+    if heads not in ("all", "mean") and not _list_of(heads, int):
+        raise BadRequest(422, 'attention.heads must be "all", "mean" or a list of head indices, '
+                              f"not {heads!r}")  # fmt: skip
+    return AttentionRequest(
+        tuple(dict.fromkeys(kinds)),
+        None if layers is None else tuple(dict.fromkeys(layers)),
+        heads if isinstance(heads, str) else tuple(dict.fromkeys(heads)),
+    )
+
+
+def _list_of(value, kind: type) -> bool:
+    """A non-empty list of `kind` (booleans are not integers here)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+    )
 
 
 def first_line_of(error: BaseException) -> str:

@@ -33,6 +33,11 @@ def test_evaluate_writes_a_complete_report(trained_run, capsys):
     assert len(hypotheses) == 65 and hypotheses[-1] == ""
     printed = capsys.readouterr().out
     assert "BLEU (lowercased)" in printed and "chrF" in printed
+    assert report["length_limited"] == 0  # every hypothesis ended
+    cut = ["decode.max_length_a=0", "decode.max_length_b=3"]
+    report = evaluate(load_config("evaluate", [f"run_dir={cfg.run_dir}", "split=train", *cut]))
+    assert report["length_limited"] == 64
+    assert capsys.readouterr().err.count("reached its length limit") == 64
 
 
 def test_evaluate_with_a_file_pair_and_bad_pairs(trained_run, tmp_path):

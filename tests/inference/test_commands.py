@@ -26,7 +26,8 @@ class StubTranslator:
         self.calls.append(list(sentences))
         if self.fail and len(self.calls) == 1:
             raise self.fail
-        return [SimpleNamespace(text=s.upper(), n_best=[]) for s in sentences]
+        return [SimpleNamespace(text=s.upper(), n_best=[], source=s, length_limited="..." in s)
+                for s in sentences]  # fmt: skip
 
 
 class Pipe(io.StringIO):
@@ -109,3 +110,14 @@ def test_a_byte_order_mark_in_an_input_file_is_skipped_with_a_note(tmp_path, cap
     assert marked_io.out == plain_io.out == "HALLO\nWELT\n"
     note = f"note: {marked}: skipped the UTF-8 byte-order mark at its start"
     assert note in marked_io.err.splitlines() and "byte-order" not in plain_io.err
+
+
+def test_translations_cut_at_their_length_limit_are_named_by_line(monkeypatch, capsys):
+    piped_stdin(monkeypatch, b"one\ntwo ...\nthree\nfour ...\n")
+    translate_stream(StubTranslator(batch_size=2), CFG)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["ONE", "TWO ...", "THREE", "FOUR ..."]  # still translated
+    warnings = [line for line in err.splitlines() if "length limit" in line]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("warning: line 2: ") and "'two ...'" in warnings[0]
+    assert warnings[1].startswith("warning: line 4: ")

@@ -16,8 +16,9 @@ from translator.data import load_corpus
 from translator.data.corpus import read_lines
 from translator.errors import CorpusError
 from translator.evaluation.scoring import paired_test, score
+from translator.inference.commands import warn_length_limited
 from translator.inference.engines import engine_name, from_command
-from translator.inference.translator import Translator
+from translator.inference.translator import Translation, Translator
 from translator.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ def evaluate(cfg: DictConfig) -> dict:
     baseline = compared_hypotheses(cfg, name, len(sources)) if cfg.compare else None
 
     start = time.perf_counter()
-    hypotheses = translate_all(translator, sources, f"translating {name}")
+    translations = translate_all(translator, sources, f"translating {name}")
     seconds = time.perf_counter() - start
+    hypotheses = [t.text for t in translations]
+    length_limited = warn_length_limited(translations)
     scores = score(hypotheses, references, cfg.bootstrap)
 
     out_dir = run.eval_dir
@@ -91,6 +94,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "run_dir": str(run),
         "dataset": name,
         "sentences": len(sources),
+        "length_limited": length_limited,  # hypotheses cut at the output length limit
         "scores": {k: v["score"] for k, v in scores.items()},
         "confidence_95": {k: v["ci"] for k, v in scores.items()},
         "signatures": {k: v["signature"] for k, v in scores.items()},
@@ -113,9 +117,10 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-def translate_all(translator: Translator, sources: list[str], description: str) -> list[str]:
+def translate_all(translator: Translator, sources: list[str], description: str
+                  ) -> list[Translation]:  # fmt: skip
     with tqdm(total=len(sources), unit="sent", desc=description, file=sys.stderr) as bar:
-        return [t.text for t in translator.translate_detailed(sources, progress=bar.update)]
+        return translator.translate_detailed(sources, progress=bar.update)
 
 
 def compared_hypotheses(cfg: DictConfig, name: str, count: int) -> tuple[str, list[str]]:
@@ -149,7 +154,8 @@ def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list
         f"{other.path.name} ({name}.{other.weights_kind(translator.weights_file)}."
         f"{decode_name(translator.decode)})"
     )
-    return label, translate_all(translator, sources, f"translating {name} with {other}")
+    translations = translate_all(translator, sources, f"translating {name} with {other}")
+    return label, [t.text for t in translations]
 
 
 def print_table(report: dict, report_path: Path) -> None:

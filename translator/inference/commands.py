@@ -20,6 +20,17 @@ from translator.textio import strip_bom
 log = logging.getLogger(__name__)
 
 
+def warn_length_limited(results: list[Translation], first_line: int = 1) -> int:
+    """One warning line per translation cut at its output length limit without ending (its
+    source line number, from `first_line`); returns how many there were."""
+    limited = [(first_line + i, r) for i, r in enumerate(results) if r.length_limited]
+    for number, result in limited:
+        print(f"warning: line {number}: the translation reached its length limit without "
+              f"ending (decode.max_length_a, max_length_b): {result.source[:60]!r}",
+              file=sys.stderr)  # fmt: skip
+    return len(limited)
+
+
 def format_translation(index: int, translation: Translation, all_hypotheses: bool) -> str:
     if not all_hypotheses:
         return translation.text
@@ -73,6 +84,7 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     with tqdm(total=len(source), unit="sent", desc="translating", file=sys.stderr) as bar:
         results = translator.translate_detailed(source, progress=bar.update)
     seconds = time.perf_counter() - start
+    warn_length_limited(results)
     lines = [format_translation(i, r, cfg.print_n_best) for i, r in enumerate(results)]
     text = "\n".join(lines) + "\n" if lines else ""
     if output:
@@ -101,7 +113,9 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
         batch.clear()
         if not pending:
             return
-        for result in translator.translate_detailed(pending):
+        results = translator.translate_detailed(pending)
+        warn_length_limited(results, first_line=count + 1)
+        for result in results:
             print(format_translation(count, result, cfg.print_n_best), flush=True)
             count += 1
 
@@ -122,6 +136,7 @@ def translate(cfg: DictConfig) -> dict:
     translator = from_command(cfg)
     if cfg.text:
         result = translator.translate_detailed([cfg.text])[0]
+        warn_length_limited([result])
         print(format_translation(0, result, cfg.print_n_best))
         return {"sentences": 1, "translation": result.text}
     if cfg.input:

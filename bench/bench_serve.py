@@ -1,13 +1,18 @@
-"""Serving under load: the real server, 1, 8 and 32 concurrent clients, one sentence a request.
+"""Serving under load: the real server, 1, 8 and 32 concurrent clients, one sentence a request,
+then the same normal clients beside hostile ones.
 
     make bench-serve RUN=checkpoints/<run>
     make bench-serve ARGS="serve_clients=[1,32] serve_seconds=30"
 
 Starts `scripts/serve.py` on a free localhost port, and for each number of clients sends the
 run's test sentences, one per request, for `serve_seconds` (the last level for
-`serve_soak_seconds`, to see memory settle). Prints one JSON object: sentences/s, p50/p95/p99
-latency, errors and the server's resident memory per level, and the same translator on one
-sentence in this process for comparison.
+`serve_soak_seconds`, to see memory settle). The hostile level then runs
+`serve_hostile_clients` normal clients twice for `serve_seconds`: alone, and beside
+`serve_hostile_slow_bodies` connections that send 4 bytes of a declared body and stall, and one
+client cycling through every decode setting a request may choose. Prints one JSON object:
+sentences/s, p50/p95/p99 latency, errors and the server's resident memory per level, the
+hostile level's p95 against its own baseline, and the same translator on one sentence in this
+process for comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import hydra
@@ -167,6 +173,89 @@ def load(port: int, sentences: list[str], clients: int, seconds: float, pid: int
     }
 
 
+SLOW_BODY = (
+    b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 1000\r\n\r\n{"te'
+)
+
+
+def slow_bodies(port: int, count: int, stop: threading.Event) -> Counter:
+    """`count` connections at a time that declare a body, send 4 bytes of it and wait; each is
+    opened again once the server answers or closes it. Counts how each one ended (filled in the
+    background until `stop` is set)."""
+    ends: Counter = Counter()
+
+    def attacker():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+                    sock.sendall(SLOW_BODY)
+                    answer = sock.recv(64)
+                ends[answer[9:12].decode() if answer else "closed"] += 1
+            except OSError as error:
+                ends[type(error).__name__] += 1
+                time.sleep(0.1)
+
+    for _ in range(count):
+        threading.Thread(target=attacker, daemon=True).start()
+    return ends
+
+
+def decode_settings(max_beam: int = 8) -> list[dict]:
+    """Every beam size, n-best size and a range of length penalties a request may choose."""
+    penalties = [round(0.1 * i, 1) for i in range(0, 51, 7)]
+    return [{"beam_size": beam, "n_best": n, "length_penalty": penalty}
+            for beam in range(1, max_beam + 1) for n in range(1, beam + 1)
+            for penalty in penalties]  # fmt: skip
+
+
+def cycling_client(port: int, sentences: list[str], stop: threading.Event) -> Counter:
+    """One client sending each request with the next decode setting of `decode_settings`,
+    until `stop` is set; counts the answers' status codes."""
+    statuses: Counter = Counter()
+
+    def cycle():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for i, decode in enumerate(itertools.cycle(decode_settings())):
+            if stop.is_set():
+                return
+            body = json.dumps({"text": sentences[i % len(sentences)], "decode": decode})
+            try:
+                connection.request("POST", "/translate", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                statuses[str(response.status)] += 1
+            except OSError as error:
+                statuses[type(error).__name__] += 1
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    threading.Thread(target=cycle, daemon=True).start()
+    return statuses
+
+
+def hostile_level(port: int, sentences: list[str], cfg: DictConfig, pid: int) -> dict:
+    """The normal clients alone, then beside slow bodies and a client cycling decode settings."""
+    clients, seconds = cfg.serve_hostile_clients, cfg.serve_seconds
+    print(
+        f"{clients} client(s) for {seconds} s, then again beside "
+        f"{cfg.serve_hostile_slow_bodies} slow bodies and a settings cycler",
+        file=sys.stderr,
+    )
+    alone = load(port, sentences, clients, seconds, pid, cfg.serve_rss_every_seconds)
+    stop = threading.Event()
+    ends = slow_bodies(port, cfg.serve_hostile_slow_bodies, stop)
+    statuses = cycling_client(port, sentences, stop)
+    beside = load(port, sentences, clients, seconds, pid, cfg.serve_rss_every_seconds)
+    stop.set()
+    return {
+        "alone": alone,
+        "beside_attackers": beside,
+        "p95_beside_to_alone": round(beside["p95_ms"] / alone["p95_ms"], 2),
+        "slow_bodies_ended": dict(ends),
+        "cycling_client_statuses": dict(statuses),
+    }
+
+
 def translate_one_ms(run, sentences: list[str], overrides: list[str], count: int = 50) -> float:
     """Median time of the server's translator (same engine and decode settings) translating one
     sentence, in this process."""
@@ -195,6 +284,10 @@ def bench_serve(cfg: DictConfig) -> dict:
             levels.append(
                 load(port, sentences, clients, seconds, server.pid, cfg.serve_rss_every_seconds)
             )
+        normal_peak = rss_mb(server.pid, "VmHWM")
+        hostile = None
+        if cfg.serve_hostile_slow_bodies:
+            hostile = hostile_level(port, sentences, cfg, server.pid)
         peak = rss_mb(server.pid, "VmHWM")
     finally:
         server.terminate()
@@ -211,6 +304,8 @@ def bench_serve(cfg: DictConfig) -> dict:
         "split": cfg.split,
         "levels": levels,
         "server_peak_rss_mb": round(peak, 1),
+        "server_peak_rss_mb_before_the_hostile_level": round(normal_peak, 1),
+        "hostile": hostile,
         "translate_one_sentence_ms": one,
         "throughput_ratio_most_to_one_client": round(
             most["sentences_per_second"] / first["sentences_per_second"], 2

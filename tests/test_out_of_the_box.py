@@ -103,7 +103,9 @@ def test_translate_finds_the_run_by_itself(project, trained):
     stderr = done.stderr.decode()
     assert done.returncode == 0, stderr[-2000:]
     run = copy / "checkpoints" / "tatoeba_es_en-small"
-    notes = [line for line in stderr.splitlines() if line.strip()]
+    # A briefly trained model may loop on the sentence: that is warned about, nothing else.
+    notes = [line for line in stderr.splitlines()
+             if line.strip() and "reached its length limit without ending" not in line]  # fmt: skip
     assert len(notes) == 1 and notes[0].startswith(f"using the latest finished run: {run} ")
     assert len(done.stdout.decode().splitlines()) == 1  # one translation line
     assert not network_log.exists(), network_log.read_text()

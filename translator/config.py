@@ -12,7 +12,7 @@ whatever the working directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,21 @@ def _number(key: str, value, low: float, high: float | None = None, closed: bool
 
 
 @dataclass
+class CorpusEntry:
+    """One of several training corpora (`data.corpora`): a folder of parallel text."""
+
+    path: str = MISSING
+    weight: float = 1.0
+    name: str | None = None
+    split: Any = None
+
+    def __post_init__(self):
+        _number("data.corpora[].weight", self.weight, 0, closed=True)
+        if not self.weight > 0:
+            _refuse("data.corpora[].weight", self.weight, "a number > 0")
+
+
+@dataclass
 class DataConfig:
     """A corpus (`kind`: parallel_text or tfds) and how it is batched."""
 
@@ -52,7 +67,7 @@ class DataConfig:
     kind: str = MISSING
     source: str = MISSING
     target: str = MISSING
-    splits: dict[str, str] = MISSING
+    splits: dict[str, Any] = MISSING
     path: str | None = None
     tfds_name: str | None = None
     tfds_data_dir: str | None = None
@@ -70,6 +85,10 @@ class DataConfig:
     bidirectional_steps: int = MISSING
     bidirectional_fraction: float = 0.0
     max_pairs: int | None = None
+    max_length_ratio: float | None = None
+    dedup: bool = False
+    shards: int = 16
+    corpora: list[CorpusEntry] = field(default_factory=list)
 
     def __post_init__(self):
         if self.kind not in ("parallel_text", "tfds"):
@@ -85,6 +104,9 @@ class DataConfig:
             _number(f"data.{key}", getattr(self, key), 1)
         if self.max_pairs is not None:
             _number("data.max_pairs", self.max_pairs, 1)
+        if self.max_length_ratio is not None:
+            _number("data.max_length_ratio", self.max_length_ratio, 1)
+        _number("data.shards", self.shards, 1)
 
 
 @dataclass
@@ -103,6 +125,7 @@ class TokenizerConfig:
     num_threads: int = MISSING
     sample_nbest_size: int = MISSING
     sample_alpha: float = MISSING
+    model_dir: str | None = None
 
     def __post_init__(self):
         if self.model_type not in ("unigram", "bpe"):
@@ -324,6 +347,7 @@ class PathsConfig:
     shared_data: str = MISSING
     checkpoints: str = MISSING
     outputs: str = MISSING
+    prepared: str = MISSING
 
 
 SCHEMAS = {

@@ -129,6 +129,16 @@ def read_parallel_text(folder: Path, split: str, source: str, target: str):
 
 def read_tfds(data: DictConfig, split: str):
     """Read a TFDS translation dataset whose examples map language codes to sentences."""
+    source, target = [], []
+    for example in tfds_builder(data).as_dataset(split=split).as_numpy_iterator():
+        source.append(example[data.source].decode("utf-8").strip())
+        target.append(example[data.target].decode("utf-8").strip())
+    return source, target
+
+
+def tfds_builder(data: DictConfig):
+    """The TFDS builder of `data.tfds_name`, downloaded and prepared if it is not yet (and the
+    network answers)."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(data.tfds_name, data_dir=data.tfds_data_dir)
@@ -147,12 +157,7 @@ def read_tfds(data: DictConfig, split: str):
                 "train on local files instead with data=parallel_text data.path=DIR "
                 "data.source=xx data.target=yy"
             ) from error
-    dataset = builder.as_dataset(split=split)
-    source, target = [], []
-    for example in dataset.as_numpy_iterator():
-        source.append(example[data.source].decode("utf-8").strip())
-        target.append(example[data.target].decode("utf-8").strip())
-    return source, target
+    return builder
 
 
 def _online(host: str | None, timeout: float = 3.0) -> bool:

@@ -21,8 +21,8 @@ def tokenize_corpus(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig)
     max_tokens = data.max_tokens
 
     def tokenize(source, target):  # a batch of sentences at a time: much faster
-        source = _with_start_end(tokenizers.source.tokenize(source))
-        target = _with_start_end(tokenizers.target.tokenize(target))
+        source = with_start_end(tokenizers.source.tokenize(source))
+        target = with_start_end(tokenizers.target.tokenize(target))
         return source.to_tensor(), source.row_lengths(), target.to_tensor(), target.row_lengths()
 
     def unpad(source, source_length, target, target_length):
@@ -46,7 +46,7 @@ def tokenize_corpus(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig)
     return dataset.filter(fits)
 
 
-def _with_start_end(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+def with_start_end(ids: tf.RaggedTensor) -> tf.RaggedTensor:
     batch = ids.nrows()
     start = tf.fill([batch, 1], START_ID)
     end = tf.fill([batch, 1], END_ID)
@@ -147,13 +147,24 @@ def make_batches(
         # Sampling tokenizers segment every pass anew (subword regularization): caching their
         # ids would freeze the first sample, so the text (already in memory) is retokenized.
         dataset = dataset.cache()
+    return batch_stream(dataset, data, training, seed, replicas, bidirectional, endless)
+
+
+def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed: int = 0,
+                 replicas: int = 1, bidirectional: bool = False, endless: bool = False,
+                 shuffle_buffer: int | None = None) -> tf.data.Dataset:  # fmt: skip
+    """Pairs of ids (START/END included) -> ((source_ids, target_in), target_out) batches:
+    in training shuffled in a buffer of `shuffle_buffer` (default `data.shuffle_buffer`) pairs
+    and with source dropout; each pair also reversed when `bidirectional`; repeated when
+    `endless` (see `make_batches`)."""
     if bidirectional:
-        dataset = dataset.flat_map(_both_directions)
+        pairs = pairs.flat_map(_both_directions)
     if training:
-        dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        buffer = shuffle_buffer or data.shuffle_buffer
+        pairs = pairs.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if endless:
-        dataset = dataset.repeat()
-    dataset = batch_pairs(dataset, data, replicas)
+        pairs = pairs.repeat()
+    dataset = batch_pairs(pairs, data, replicas)
     rate = data.source_dropout
     if training and rate > 0:
         dataset = drop_source_tokens(dataset, rate, seed)
@@ -169,12 +180,21 @@ def batches_per_pass(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig
         pair_length, num_parallel_calls=AUTOTUNE
     )
     lengths = np.fromiter(lengths.as_numpy_iterator(), dtype=np.int64)
+    return batches_in_histogram(np.bincount(lengths), data, replicas)
+
+
+def batches_in_histogram(histogram: np.ndarray, data: DictConfig, replicas: int) -> float:
+    """Batches one pass over pairs makes on average, from their count at each length
+    (max(source, target), START and END included): the sum over length buckets of pairs /
+    batch size (partial batches counted as the fraction they are)."""
+    histogram = np.asarray(histogram, dtype=np.float64)
     sizes = batch_sizes(data, replicas)
     if not data.bucket:
-        return len(lengths) / sizes[0]
+        return float(histogram.sum() / sizes[0])
     bounds = bucket_boundaries(data.max_tokens, data.bucket_width)
+    lengths = np.arange(len(histogram))
     buckets = np.searchsorted(bounds, lengths, side="right")  # bucket i holds lengths < bounds[i]
-    counts = np.bincount(buckets, minlength=len(sizes))
+    counts = np.bincount(buckets, weights=histogram, minlength=len(sizes))[: len(sizes)]
     return float(sum(count / size for count, size in zip(counts, sizes, strict=True)))
 
 

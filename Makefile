@@ -26,7 +26,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format train train-workers translate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve clean
+.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ lint: $(STAMP) ## Check style with ruff
 format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix translator scripts tests bench
 	$(VENV)/bin/ruff format translator scripts tests bench
+
+prepare: $(STAMP) ## Prepare the training data once (vocabularies, shards); `make train` does it when needed
+	$(PY) scripts/prepare.py $(hydra_exp) $(ARGS)
 
 train: $(STAMP) ## Train (default: Spanish->English on the shipped Tatoeba corpus, 30 min); EXP=multi30k_en_de
 	$(PY) scripts/train.py $(hydra_exp) $(ARGS)
@@ -92,9 +95,12 @@ bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<
 bench-serve: $(STAMP) ## The server under 1/8/32 concurrent clients [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_serve.py $(hydra_run) $(ARGS)
 
+bench-data: $(STAMP) ## Streamed training data at 115 k, 1 M and 4 M generated pairs (prints JSON; ~1 h)
+	$(PY) bench/bench_data.py $(ARGS)
+
 bench-quality: $(STAMP) ## Train experiments at 10/20/40-minute budgets and score each (prints JSON; hours)
 	$(PY) bench/bench_quality.py $(ARGS)
 
-clean: ## Remove caches (keeps .venv and checkpoints)
-	rm -rf .pytest_cache .ruff_cache outputs multirun
+clean: ## Remove caches and prepared data (keeps .venv and checkpoints)
+	rm -rf .pytest_cache .ruff_cache outputs multirun prepared
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

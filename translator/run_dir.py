@@ -4,6 +4,7 @@ One folder per run (`checkpoints/<run_name>` by default):
 
     config.yaml          the resolved config (data, tokenizer, model, train and decode settings)
     tokenizer/           the source and target SentencePiece models (`TokenizerPair.save`)
+    data.json            the prepared training data it trained on (folders and fingerprints)
     model.json           the Transformer's constructor arguments
     last.weights.h5      weights after the latest epoch
     best.weights.h5      weights with the lowest validation loss
@@ -69,6 +70,10 @@ class RunDir:
     @property
     def config_file(self) -> Path:
         return self.path / "config.yaml"
+
+    @property
+    def preparation_file(self) -> Path:
+        return self.path / "data.json"
 
     @property
     def model_file(self) -> Path:
@@ -248,6 +253,10 @@ class RunDir:
     def save_config(self, cfg: DictConfig) -> None:
         """The fully resolved config, so inference needs nothing but this folder."""
         write_atomic(self.config_file, OmegaConf.to_yaml(cfg, resolve=True))
+
+    def save_preparation(self, record: dict) -> None:
+        """Which preparations (`translator.data.prepare`) the run trains on."""
+        write_atomic(self.preparation_file, json.dumps(record, indent=2))
 
     def load_model_settings(self) -> dict:
         try:

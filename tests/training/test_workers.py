@@ -90,13 +90,17 @@ def test_multi_worker_training_survives_a_dead_worker_and_resumes(tmp_path, capf
     launch(tmp_path, *settings)
     output = capfd.readouterr().err
     assert output.count("resumed after update 2 of epoch 1") == 2  # both workers
+    # Each from its own saved position in the data: no worker replays its stream.
+    assert output.count("resuming the training data at its saved position") == 2
+    assert "replaying the stream" not in output
     chief, other = (np.load(tmp_path / f"worker{i}.npz") for i in (0, 1))
     assert len(chief.files) == len(other.files) > 10
     for name in chief.files:
         np.testing.assert_array_equal(chief[name], other[name])
     history = [json.loads(line) for line in open(run / "history.jsonl")]
     assert [h["epoch"] for h in history] == [1, 2, 3]  # once: only the chief appends
-    assert history[2]["loss"] < history[1]["loss"] < history[0]["loss"]
+    # Falling from the first epoch (each worker's 32 pairs make every epoch's mean noisy).
+    assert max(history[1]["loss"], history[2]["loss"]) < history[0]["loss"] - 0.3
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["optimizer_steps"] == 18
     assert not (run / "backup").exists()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import tensorflow as tf
 from omegaconf import DictConfig
 
 from translator.data import Corpus, make_batches
-from translator.data.pipeline import batches_per_pass
+from translator.data.pipeline import batch_stream, batches_in_histogram
+from translator.data.prepare import TrainingData
+from translator.data.shards import pair_stream
 from translator.errors import TranslatorError
 from translator.tokenizer import TokenizerPair
 
@@ -33,12 +34,14 @@ class RunBatches:
         validation: the validation batches.
         steps_per_epoch: optimizer updates per epoch.
         accumulate: batches whose gradients make one update (`train.accumulate_steps`).
+        sources: the folders of the prepared data the stream reads.
     """
 
     stream: Callable[[], tf.data.Dataset]
     validation: tf.data.Dataset
     steps_per_epoch: int
     accumulate: int = 1
+    sources: tuple[str, ...] = ()
 
     @property
     def batches_per_epoch(self) -> int:
@@ -58,28 +61,40 @@ class RunBatches:
 
 def run_batches(
     cfg: DictConfig,
-    corpora: tuple[Corpus, Corpus],
-    tokenizers: TokenizerPair,
+    training: TrainingData,
+    valid_corpus: Corpus,
     replicas: int = 1,
     bidirectional_end: tf.Variable | None = None,
+    worker: tuple[int, int] = (0, 1),
 ) -> RunBatches:
-    """Batches of the (train, validation) `corpora` as `cfg.data` and `cfg.train` describe.
+    """Batches of the prepared training data and the validation corpus, as `cfg.data` and
+    `cfg.train` describe.
 
-    Training batches are one endless stream of full batches (`make_batches(endless=True)`); an
-    epoch is one pass on average (or `train.steps_per_epoch` updates). They may sample their
-    segmentations (subword regularization); validation batches use the deterministic
-    tokenizers. With bidirectional training, updates before `data.bidirectional_steps` (or the
-    step `bidirectional_end` holds, which the run's plan sets) also train on the reversed pairs.
+    Training batches are one endless stream of full batches streamed from the shards
+    (`training_pairs`); an epoch is one pass on average, counted from the preparations' length
+    histograms (or `train.steps_per_epoch` updates). They may sample their segmentations
+    (subword regularization); validation batches, in memory, use the deterministic tokenizers.
+    With bidirectional training, updates before `data.bidirectional_steps` (or the step
+    `bidirectional_end` holds, which the run's plan sets) also train on the reversed pairs.
+    `worker` = (index, count) of this worker among several, each reading its own shards.
     """
-    train_corpus, valid_corpus = corpora
+    tokenizers = training.tokenizers
     sampling = tokenizers.sampling(cfg.tokenizer.sample_nbest_size, cfg.tokenizer.sample_alpha)
     describe_augmentation(cfg, sampling.samples)
-    stream = partial(make_batches, train_corpus, sampling, cfg.data, training=True, seed=cfg.seed,
-                     replicas=replicas, endless=True)  # fmt: skip
+
+    # A buffer larger than the pairs a worker reads in a pass would mix passes: no larger.
+    buffer = min(cfg.data.shuffle_buffer, sum(p.pairs for p in training.prepared) // worker[1])
+
+    def stream(bidirectional: bool = False) -> tf.data.Dataset:
+        pairs = training_pairs(training, cfg.seed, worker, sampling if sampling.samples else None)
+        return batch_stream(pairs, cfg.data, training=True, seed=cfg.seed, replicas=replicas,
+                            bidirectional=bidirectional, shuffle_buffer=max(1, buffer))  # fmt: skip
+
     accumulate = int(cfg.train.accumulate_steps)
-    one_pass = steps_of_one_pass(train_corpus, tokenizers, cfg.data, replicas)
+    one_pass = steps_of_one_pass(training, cfg.data, replicas)
     steps_per_epoch = cfg.train.steps_per_epoch or max(1, round(one_pass / accumulate))
-    valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False, replicas=replicas)
+    valid_data = make_batches(valid_corpus, tokenizers, cfg.data, training=False,
+                              replicas=replicas)  # fmt: skip
     # Telling Keras the validation length gives validation a progress bar with a total.
     valid_data = split_by_batch(with_known_length(valid_data, "validation", cfg.data))
     if cfg.data.bidirectional_steps:
@@ -87,9 +102,9 @@ def run_batches(
 
     def train_stream() -> tf.data.Dataset:
         if bidirectional_end is None:
-            return split_by_batch(stream())
+            return own_shards(stream())
         both = switch_at(bidirectional_end, stream(bidirectional=True), stream(), accumulate)
-        return split_by_batch(both)
+        return own_shards(both)
 
     if bidirectional_end is not None:
         log.info(
@@ -99,13 +114,36 @@ def run_batches(
     if accumulate > 1:
         log.info("gradient accumulation: one update per %d batches (%d updates per epoch)",
                  accumulate, steps_per_epoch)  # fmt: skip
-    return RunBatches(train_stream, valid_data, steps_per_epoch, accumulate)
+    sources = tuple(prepared.folder for prepared in training.prepared)
+    return RunBatches(train_stream, valid_data, steps_per_epoch, accumulate, sources)
+
+
+def training_pairs(training: TrainingData, seed: int, worker: tuple[int, int] = (0, 1),
+                   sampling: TokenizerPair | None = None) -> tf.data.Dataset:  # fmt: skip
+    """The endless stream of training pairs: each preparation's shards (this worker's share),
+    several corpora sampled by their weights (seeded)."""
+    index, count = worker
+    streams = [pair_stream(prepared, seed + number, worker=index, workers=count,
+                           tokenizers=sampling)
+               for number, prepared in enumerate(training.prepared)]  # fmt: skip
+    if len(streams) == 1:
+        return streams[0]
+    total = sum(training.weights)
+    weights = [weight / total for weight in training.weights]
+    return tf.data.Dataset.sample_from_datasets(streams, weights=weights, seed=seed)
+
+
+def own_shards(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Each of several workers reads its own shards (`training_pairs`): tf.distribute must not
+    split the stream again."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
 
 
 def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Several workers (MultiWorkerMirroredStrategy) each build the whole stream and keep their
-    share of every batch: the pairs are in memory, so there are no files to split, and every
-    worker's stream is the same (seeded shuffles; sampled segmentations are refused)."""
+    """Several workers (MultiWorkerMirroredStrategy) each build the whole validation set and
+    keep their share of every batch (it is in memory: there are no files to split)."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
@@ -119,10 +157,11 @@ def switch_at(step, first: tf.data.Dataset, then: tf.data.Dataset, accumulate: i
     return tf.data.Dataset.choose_from_datasets([first, then], choice)
 
 
-def steps_of_one_pass(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig, replicas: int
-                      ) -> int:  # fmt: skip
-    """Batches in one pass over the training pairs (at least 1); an error when there are none."""
-    batches = batches_per_pass(corpus, tokenizers, data, replicas)
+def steps_of_one_pass(training: TrainingData, data: DictConfig, replicas: int) -> int:
+    """Batches in one pass over the prepared training pairs (at least 1), from their length
+    histograms: nothing is read."""
+    histogram = sum(prepared.histogram for prepared in training.prepared)
+    batches = batches_in_histogram(histogram, data, replicas)
     if batches == 0:
         raise TranslatorError(
             f"the training split gives no batch: every pair is longer than data.max_tokens="

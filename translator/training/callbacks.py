@@ -284,11 +284,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             Throughput, each None when the run has none.
         every_steps: back up every that many updates too (None: at epoch ends only).
         steps_per_epoch: updates per epoch; accumulate: batches per update.
+        feed: the run's `StreamFeed`, whose position each backup saves (None: not saved).
     """
 
     def __init__(self, run: RunDir, budget=None, schedule=None, plan=None, best=None,
                  early_stopping=None, throughput=None, every_steps=None, steps_per_epoch=0,
-                 accumulate=1):  # fmt: skip
+                 accumulate=1, feed=None):  # fmt: skip
         # The backup stays until the trainer has written metrics.json: a crash before then
         # resumes and finishes the run (averaging, metrics) instead of leaving it half done.
         super().__init__(str(run.backup_dir), delete_checkpoint=False)
@@ -297,6 +298,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.best, self.early_stopping, self.throughput = best, early_stopping, throughput
         self.every_steps, self.steps_per_epoch = every_steps, steps_per_epoch
         self.accumulate = accumulate
+        self.feed = feed
         self._pending = None
         self._epoch = 0
         self._batches = 0  # batches trained in the current epoch
@@ -312,6 +314,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
+        if self.feed is not None:
+            self.feed.trained()
         if self._metrics_so_far is not None:
             # Keras builds its metrics in the first step. Each keeps sums (a mean: a total and
             # a count), so adding the interrupted epoch's gives the whole epoch's.
@@ -350,6 +354,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         state.update(self._run_state())
         if history is not None:
             state["history"] = history
+        if self.feed is not None:  # the data position of this update
+            state["data"] = self.feed.save(steps)
         write_atomic(self.state_file, json.dumps(state))
 
     def _within_epoch_state(self) -> dict:
@@ -454,6 +460,7 @@ def make_callbacks(
     plan=None,
     validation_batches: int = 0,
     clock: Callable[[], float] | None = None,
+    feed=None,
 ) -> list[keras.callbacks.Callback]:
     budget = None
     if cfg.train.max_minutes:
@@ -480,7 +487,7 @@ def make_callbacks(
     steps_per_epoch = plan.steps_per_epoch if plan is not None else 0
     callbacks.append(RunBackup(run, budget, schedule, plan, best, stopping, throughput,
                                cfg.train.backup_every_steps, steps_per_epoch,
-                               cfg.train.accumulate_steps))  # fmt: skip
+                               cfg.train.accumulate_steps, feed))  # fmt: skip
     # After the backup: an epoch is logged once a restart would resume after it, never twice.
     callbacks.append(EpochSummary(run))
     return callbacks

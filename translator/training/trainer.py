@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -16,13 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from translator.config import validate
 from translator.data import load_corpus
-from translator.errors import TranslatorError
+from translator.data.prepare import TrainingData, prepare
+from translator.errors import CorpusError, TranslatorError, first_line
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir
-from translator.runtime import agreed_clock, start_runtime
-from translator.tokenizer import TokenizerPair, train_tokenizers
+from translator.runtime import across_workers, agreed_clock, start_runtime
+from translator.tokenizer import TokenizerPair
 from translator.training.batches import run_batches
 from translator.training.callbacks import ResumedEpoch, TargetTokens, make_callbacks
+from translator.training.feed import StreamFeed
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.model import TrainingTransformer
@@ -34,6 +38,7 @@ from translator.training.workers import (
     is_multi_worker,
     peers_alive,
     worker_run_dir,
+    worker_share,
 )
 
 log = logging.getLogger(__name__)
@@ -51,14 +56,18 @@ FREE_TO_CHANGE = (
 FIXED = ("tokenizer", "model")
 
 
-def prepare_tokenizers(cfg: DictConfig, run: RunDir, train_corpus) -> TokenizerPair:
-    """Reuse the run's tokenizers when resuming; otherwise learn and save them."""
+def prepare_training(cfg: DictConfig, run: RunDir) -> TrainingData:
+    """The prepared training data (`translator.data.prepare`), with the run's tokenizers when
+    it has them (resuming), else with those the preparation learned or reused, saved in it."""
+    given = None
     if not TokenizerPair.missing_files(run.tokenizer_dir):
         log.info("reusing the tokenizers in %s", run.tokenizer_dir)
-        return TokenizerPair.load(run.tokenizer_dir)
-    pair = train_tokenizers(train_corpus.source, train_corpus.target, cfg.tokenizer)
-    pair.save(run.tokenizer_dir)
-    return pair
+        given = TokenizerPair.load(run.tokenizer_dir)
+    training = prepare(cfg, given)
+    if given is None:
+        training.tokenizers.save(run.tokenizer_dir)
+    run.save_preparation(training.record())
+    return training
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -72,11 +81,6 @@ def check_settings(cfg: DictConfig) -> None:
             "needs one vocabulary for both languages: add tokenizer=shared"
         )
     check_accumulation(cfg.train)
-    if cfg.train.distribution == "multi_worker" and cfg.tokenizer.sample_nbest_size not in (0, 1):
-        raise TranslatorError(
-            "train.distribution=multi_worker needs the same batches on every worker: sampled "
-            "segmentations (tokenizer.sample_nbest_size) differ between workers; set it to 1"
-        )
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -250,16 +254,18 @@ def train(cfg: DictConfig) -> dict:
         check_resume(cfg, run)
         own.path.mkdir(parents=True, exist_ok=True)
         check_same_start(strategy, run, own.resumed_state().get("optimizer_steps", 0))
-        return train_in(cfg, own, strategy, start)
+        return train_in(cfg, own, strategy, start, run)
 
 
-def train_in(cfg: DictConfig, run: RunDir, strategy, start: float) -> dict:
-    """`train` in the run directory `run`, under `strategy`, with the budget's clock at `start`."""
+def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDir | None = None
+             ) -> dict:  # fmt: skip
+    """`train` in the run directory `run`, under `strategy`, with the budget's clock at `start`.
+    `shared` is the run directory itself when `run` is a worker's temporary copy: every worker
+    saves its data positions in its backup folder."""
+    shared = shared or run
     resumed = run.resumed_state()
     run.complete_history()  # the line of a backed-up epoch that a kill kept from being logged
-    tokenizers, batches, bidirectional_end = prepare_data(
-        cfg, run, strategy.num_replicas_in_sync, resumed
-    )
+    tokenizers, batches, bidirectional_end = prepare_data(cfg, run, strategy, resumed)
 
     # Model, optimizer, schedule, and the plan of what follows the run's length.
     with strategy.scope():
@@ -277,14 +283,17 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float) -> dict:
     epochs = run.resumed_epochs() if resumed.get("stopped") else cfg.train.epochs
     validation_batches = cfg.train.validation_steps or int(batches.validation.cardinality())
     clock = agreed_clock(strategy, start) if is_multi_worker(strategy) else None
-    callbacks = make_callbacks(cfg, run, 0.0 if clock else start, schedule, plan,
-                               validation_batches, clock)  # fmt: skip
-    fit_start = time.perf_counter()
     resume_at = (run.resumed_epochs(), resumed.get("step_in_epoch", 0))
-    with peers_alive(strategy):
-        history = fit(model, batches, cfg, callbacks, epochs, resume_at)
+    feed = data_feed(batches, shared, resumed, resume_at, worker_share(strategy)[0])
+    callbacks = make_callbacks(cfg, run, 0.0 if clock else start, schedule, plan,
+                               validation_batches, clock, feed)  # fmt: skip
+    fit_start = time.perf_counter()
+    with peers_alive(strategy), damaged_shards(batches):
+        history = fit(model, batches, feed, cfg, callbacks, epochs, resume_at)
     seconds = time.perf_counter() - fit_start
 
+    if is_multi_worker(strategy):  # every worker has saved its last data position
+        across_workers(strategy, 0.0)
     # Final figures.
     with strategy.scope():
         metrics = summarize(history.history, seconds, model, run)
@@ -294,31 +303,67 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float) -> dict:
     return metrics
 
 
-def prepare_data(cfg: DictConfig, run: RunDir, replicas: int, resumed: dict):
-    """The corpora read, the tokenizers learned (or reused) and saved with the resolved config,
-    and the run's batches: (tokenizers, RunBatches, the BiT switch variable or None)."""
-    corpora = load_corpus(cfg.data, "train"), load_corpus(cfg.data, "validation")
-    log.info("data: %d training pairs, %d validation pairs", *map(len, corpora))
-    tokenizers = prepare_tokenizers(cfg, run, corpora[0])
+def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
+    """The training data prepared (or an earlier preparation reused), the validation corpus
+    read, the tokenizers saved with the resolved config, and the run's batches:
+    (tokenizers, RunBatches, the BiT switch variable or None)."""
+    training = prepare_training(cfg, run)
+    valid_corpus = load_corpus(cfg.data, "validation")
+    log.info("data: %d training pairs (prepared), %d validation pairs",
+             sum(p.pairs for p in training.prepared), len(valid_corpus))  # fmt: skip
     run.save_config(cfg)
     bidirectional_end = bidirectional_variable(cfg.data, resumed)
-    batches = run_batches(cfg, corpora, tokenizers, replicas, bidirectional_end)
+    batches = run_batches(cfg, training, valid_corpus, strategy.num_replicas_in_sync,
+                          bidirectional_end, worker_share(strategy))  # fmt: skip
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
-    return tokenizers, batches, bidirectional_end
+    return training.tokenizers, batches, bidirectional_end
 
 
-def fit(model, batches, cfg: DictConfig, callbacks: list, epochs: int, resume_at=(0, 0)):
-    """Keras fit over the endless training stream, an epoch's batches at a time, from
-    `resume_at` = (epochs done, updates done in the next one) of an interrupted run."""
+def data_feed(batches, run: RunDir, resumed: dict, resume_at, worker: int) -> StreamFeed:
+    """The run's training stream, at the position an interrupted run saved for this worker
+    (`StreamFeed`, in `run`'s backup folder, which every worker writes its own position to);
+    without one (a worker killed before it saved), the stream replayed up to where the run was,
+    re-reading what it had trained on."""
+    feed = StreamFeed(batches.stream(), worker, run.backup_dir)
+    steps = resumed.get("optimizer_steps", 0)
+    if not steps:
+        return feed
+    position = feed.saved(steps)
+    if position is not None:
+        feed.restore(position)
+        return feed
+    log.warning("worker %d: no saved data position at update %d: replaying the stream to it",
+                worker, steps)  # fmt: skip
+    epoch, step = resume_at
+    return StreamFeed(batches.train_from(epoch * batches.steps_per_epoch + step), worker,
+                      run.backup_dir)  # fmt: skip
+
+
+@contextmanager
+def damaged_shards(batches) -> Iterator[None]:
+    """A shard that fails its checksum while training is read: one error line naming it."""
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        raise CorpusError(
+            f"a shard of the prepared training data is damaged ({first_line(error)})"
+            f"; delete {' and '.join(batches.sources)} to prepare again"
+        ) from None
+
+
+def fit(model, batches, feed: StreamFeed, cfg: DictConfig, callbacks: list, epochs: int,
+        resume_at=(0, 0)):  # fmt: skip
+    """Keras fit over the endless training stream (`feed`, already at the run's position), an
+    epoch's batches at a time, from `resume_at` = (epochs done, updates done in the next one)
+    of an interrupted run."""
     epoch, step = resume_at
     verbose = keras_verbosity(cfg.train.verbose)
-    run = partial(model.fit, validation_data=batches.validation, verbose=verbose,
-                  validation_steps=cfg.train.validation_steps,
+    run = partial(model.fit, feed.dataset(), validation_data=batches.validation,
+                  verbose=verbose, validation_steps=cfg.train.validation_steps,
                   shuffle=False)  # the dataset shuffles itself, with a seed  # fmt: skip
     if step:
         return fit_from_within_epoch(model, batches, run, callbacks, epochs, resume_at, verbose)
-    return run(batches.train_from(epoch * batches.steps_per_epoch), epochs=epochs,
-               callbacks=callbacks, steps_per_epoch=batches.batches_per_epoch)  # fmt: skip
+    return run(epochs=epochs, callbacks=callbacks, steps_per_epoch=batches.batches_per_epoch)
 
 
 def fit_from_within_epoch(model, batches, run, callbacks, epochs, resume_at, verbose):
@@ -326,19 +371,17 @@ def fit_from_within_epoch(model, batches, run, callbacks, epochs, resume_at, ver
     then the later epochs, with one `ResumedEpoch` list carrying the callbacks through both as
     one training run."""
     epoch, step = resume_at
-    per_epoch, left = batches.steps_per_epoch, batches.batches_per_epoch - step * batches.accumulate
+    left = batches.batches_per_epoch - step * batches.accumulate
     callbacks = ResumedEpoch(callbacks, add_history=True, add_progbar=verbose != 0,
                              verbose=verbose, epochs=epochs, model=model, steps=left)  # fmt: skip
-    run(batches.train_from(epoch * per_epoch + step), epochs=epoch + 1, callbacks=callbacks,
-        steps_per_epoch=left)  # fmt: skip
+    run(epochs=epoch + 1, callbacks=callbacks, steps_per_epoch=left)
     callbacks.last_part = True
     if model.stop_training or epoch + 1 >= epochs:
         callbacks.on_train_end()
         return model.history
     model._initial_epoch = None  # set by the backup's restore: the first part began there
     callbacks.set_params({**callbacks.params, "steps": batches.batches_per_epoch})
-    return run(batches.train_from((epoch + 1) * per_epoch), initial_epoch=epoch + 1,
-               epochs=epochs, callbacks=callbacks,
+    return run(initial_epoch=epoch + 1, epochs=epochs, callbacks=callbacks,
                steps_per_epoch=batches.batches_per_epoch)  # fmt: skip
 
 

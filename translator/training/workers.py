@@ -43,6 +43,14 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def worker_share(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this worker's index, number of workers): which shards of the training data it reads."""
+    if not is_multi_worker(strategy):
+        return 0, 1
+    index, _ = worker_role(strategy)
+    return index, strategy.cluster_resolver.cluster_spec().num_tasks("worker")
+
+
 @contextmanager
 def worker_run_dir(run: RunDir, strategy: tf.distribute.Strategy) -> Iterator[RunDir]:
     """`run` for the chief (or a single process), which holds the run's lock meanwhile

@@ -53,7 +53,8 @@ def project(tmp_path_factory):
     """A copy of the project in a folder with no ../shared beside it."""
     root = tmp_path_factory.mktemp("fresh")
     copy = root / "project"
-    skip = (".venv", ".git", "checkpoints", "outputs", "multirun", "__pycache__", ".*_cache")
+    skip = (".venv", ".git", "checkpoints", "prepared", "outputs", "multirun", "__pycache__",
+            ".*_cache")  # fmt: skip
     shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(*skip))
     (copy / "checkpoints").mkdir()
     assert not (root / "shared").exists()
@@ -89,6 +90,7 @@ def test_default_training_runs_offline_from_the_shipped_corpus(project, trained)
     run = copy / "checkpoints" / "tatoeba_es_en-small"
     assert (run / "metrics.json").exists() and (run / "averaged.weights.h5").exists()
     assert "data: 400 training pairs, 400 validation pairs" in log  # data.max_pairs of each
+    assert (copy / "prepared").is_dir()  # prepared by itself, in the project's own folder
     assert not network_log.exists(), network_log.read_text()
     # A log, not a terminal: one line per epoch (ours), no Keras progress lines, no native noise.
     assert len(re.findall(r"INFO\] epoch \d+: ", log)) == 2

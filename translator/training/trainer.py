@@ -309,7 +309,7 @@ def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
     (tokenizers, RunBatches, the BiT switch variable or None)."""
     training = prepare_training(cfg, run)
     valid_corpus = load_corpus(cfg.data, "validation")
-    log.info("data: %d training pairs (prepared), %d validation pairs",
+    log.info("data: %d training pairs, %d validation pairs",
              sum(p.pairs for p in training.prepared), len(valid_corpus))  # fmt: skip
     run.save_config(cfg)
     bidirectional_end = bidirectional_variable(cfg.data, resumed)

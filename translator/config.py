@@ -121,6 +121,7 @@ class TokenizerConfig:
     character_coverage: float = MISSING
     byte_fallback: bool = MISSING
     max_sentences: int = MISSING
+    max_sample_chars: int | None = None
     seed_sentencepiece_size: int = MISSING
     num_threads: int = MISSING
     sample_nbest_size: int = MISSING

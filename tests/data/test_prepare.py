@@ -245,3 +245,21 @@ def test_a_killed_preparation_leaves_nothing_complete_and_runs_again_to_the_same
     assert again.pairs == straight.pairs > 8 * 28900
     del again.index["seconds"], straight.index["seconds"]
     assert again.index == straight.index
+
+
+def test_the_vocabulary_sample_is_bounded_by_characters(tmp_path):
+    """Long lines make a sample of `tokenizer.max_sentences` pairs too large for the vocabulary
+    trainer's memory: it is cut, at random, to `tokenizer.max_sample_chars` characters."""
+    from translator.data.prepare import draw_sample
+    from translator.data.sources import PairReader
+
+    folder = copy_corpus(tmp_path / "corpus", 2000)
+    reader = PairReader(local(tmp_path, folder).data)
+    source, target = draw_sample([reader], 1500)
+    assert len(source) == 1500
+    chars = sum(map(len, source + target)) // 3
+    cut_source, cut_target = draw_sample([reader], 1500, max_chars=chars)
+    assert sum(map(len, cut_source + cut_target)) <= chars
+    pairs = set(zip(source, target, strict=True))
+    assert len(cut_source) > 400 and set(zip(cut_source, cut_target, strict=True)) <= pairs
+    assert max(source.index(s) for s in cut_source) > 1000  # from all of the sample, not its head

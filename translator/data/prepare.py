@@ -113,16 +113,20 @@ def vocabularies(cfg: DictConfig, readers: list[PairReader]) -> TokenizerPair:
     folder = posixpath.join(cfg.paths.prepared, "tokenizers", key)
     with building(folder, done="target.json") as partial:
         if partial is not None:
-            sample = draw_sample(readers, cfg.tokenizer.max_sentences)
+            sample = draw_sample(readers, cfg.tokenizer.max_sentences,
+                                 cfg.tokenizer.max_sample_chars)  # fmt: skip
             log.info("prepare: vocabularies from a sample of %d pairs", len(sample[0]))
             train_tokenizers(*sample, cfg.tokenizer).save(partial)
     log.info("prepare: vocabularies in %s", folder)
     return TokenizerPair.load(folder)
 
 
-def draw_sample(readers: list[PairReader], size: int) -> tuple[list[str], list[str]]:
+def draw_sample(readers: list[PairReader], size: int, max_chars: int | None = None
+                ) -> tuple[list[str], list[str]]:  # fmt: skip
     """A uniform random sample of `size` pairs of the corpora (reservoir sampling, seeded):
-    all of them, in order, when they are fewer."""
+    all of them, in order, when they are fewer. When the sample holds more than `max_chars`
+    characters (long lines: the vocabulary trainer's memory grows with them), a random part of
+    it within that many."""
     rng = random.Random(0)
     source, target, seen = [], [], 0
     with progress("sample") as bar:
@@ -140,7 +144,26 @@ def draw_sample(readers: list[PairReader], size: int) -> tuple[list[str], list[s
                 bar.update(len(chunk_source))
     if not source:
         raise TranslatorError(f"{readers[0].data.name}: the training split has no pairs")
-    return source, target
+    return within_chars(source, target, max_chars, rng)
+
+
+def within_chars(source: list[str], target: list[str], max_chars: int | None, rng
+                 ) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The pairs as they are if they hold at most `max_chars` characters, else a random subset
+    of them that does."""
+    if not max_chars or sum(map(len, source)) + sum(map(len, target)) <= max_chars:
+        return source, target
+    order = list(range(len(source)))
+    rng.shuffle(order)
+    kept, chars = [], 0
+    for row in order:
+        chars += len(source[row]) + len(target[row])
+        if chars > max_chars:
+            break
+        kept.append(row)
+    log.info("prepare: vocabulary sample cut to %d pairs (tokenizer.max_sample_chars=%d)",
+             len(kept), max_chars)  # fmt: skip
+    return [source[r] for r in kept], [target[r] for r in kept]
 
 
 def prepare_corpus(reader: PairReader, tokenizers: TokenizerPair, root: str, text: bool

@@ -145,12 +145,6 @@ class Prepared:
             )
         return files[worker::workers]
 
-    def worker_histogram(self, worker: int = 0, workers: int = 1) -> np.ndarray:
-        """The length histogram of a worker's shards, scaled from the whole corpus's."""
-        mine = {posixpath.basename(f) for f in self.shard_files(worker, workers)}
-        share = sum(s["pairs"] for s in self.index["shards"] if s["file"] in mine)
-        return self.histogram * (share / max(self.pairs, 1))
-
 
 def pair_stream(prepared: Prepared, seed: int, passes: int | None = None, worker: int = 0,
                 workers: int = 1, tokenizers=None) -> tf.data.Dataset:  # fmt: skip

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from omegaconf import OmegaConf
 
 from tests.conftest import compose
 from translator.config import PROJECT_ROOT, load_config
@@ -222,3 +223,20 @@ def test_bad_engine_settings_are_one_line_errors(run_copy, overrides, named):
     assert done.returncode == 2, done.stderr[-1500:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and named in errors[0] and "Traceback" not in done.stderr
+
+
+def test_sampling_settings_pass_through_to_ctranslate2(run_copy, validation):
+    """top-k 1 is greedy search; hot sampling strays from it, and a model loaded with the same
+    seed (the same command again) draws the same tokens."""
+    sentences = validation[:48]
+    greedy = CTranslate2Translator.from_run_dir(run_copy, compose("decode=greedy").decode,
+                                                engine=CT2_FLOAT32)  # fmt: skip
+    sample = compose("decode=sample", "decode.sampling_temperature=3.0",
+                     "decode.sampling_seed=3").decode  # fmt: skip
+    top1 = OmegaConf.merge(sample, {"sampling_topk": 1})
+    assert greedy.with_decode(top1).translate(sentences) == greedy.translate(sentences)
+    first = CTranslate2Translator.from_run_dir(run_copy, sample, engine=CT2_FLOAT32)
+    again = CTranslate2Translator.from_run_dir(run_copy, sample, engine=CT2_FLOAT32)
+    drawn = first.translate(sentences)
+    assert again.translate(sentences) == drawn
+    assert sum(a != b for a, b in zip(drawn, greedy.translate(sentences), strict=True)) > 24

@@ -73,6 +73,8 @@ def corpus_configs(data: DictConfig) -> list[tuple[DictConfig, float]]:
         own = {"kind": "parallel_text", "path": entry.path, "name": name, "corpora": []}
         if entry.split:
             own["splits"] = {**data.splits, "train": entry.split}
+        if entry.get("max_pairs") is not None:
+            own["max_pairs"] = entry.max_pairs
         configs.append((OmegaConf.merge(data, own), float(entry.weight)))
     return configs
 
@@ -174,7 +176,7 @@ def prepare_corpus(reader: PairReader, tokenizers: TokenizerPair, root: str, tex
         "source": data.source, "target": data.target, "split": str(data.splits.train),
         "max_pairs": data.max_pairs, "max_tokens": data.max_tokens, "truncate": data.truncate,
         "max_length_ratio": data.max_length_ratio, "dedup": data.dedup, "shards": data.shards,
-        "text": text, "tokenizers": [tokenizer_digest(tokenizers.source),
+        "text": text, "tag": reader.tag, "tokenizers": [tokenizer_digest(tokenizers.source),
                                      tokenizer_digest(tokenizers.target)],
     }  # fmt: skip
     key = fingerprint({"format": FORMAT, "inputs": reader.inputs(), "settings": settings})

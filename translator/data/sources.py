@@ -26,6 +26,7 @@ from translator.textio import strip_bom
 log = logging.getLogger(__name__)
 
 CHUNK_PAIRS = 4096  # pairs read, tokenized and filtered together
+SYNTHETIC_MARK = "backtranslation.json"  # in a corpus folder that `make backtranslate` wrote
 GLOB_CHARS = "*?["
 
 
@@ -141,16 +142,27 @@ class PairReader:
             described.append({"path": path, "bytes": stat.length, "mtime_ns": stat.mtime_nsec})
         return described
 
+    @property
+    def tag(self) -> str | None:
+        """`data.tag_synthetic` when this corpus is back-translated (its folder holds
+        SYNTHETIC_MARK, which `make backtranslate` writes), else None."""
+        tag = self.data.get("tag_synthetic")
+        if not tag or self.data.kind != "parallel_text":
+            return None
+        return tag if exists(posixpath.join(self.data.path, SYNTHETIC_MARK)) else None
+
     def chunks(self) -> Iterator[tuple[list[str], list[str]]]:
-        """(sources, targets) of up to CHUNK_PAIRS pairs at a time, in corpus order."""
+        """(sources, targets) of up to CHUNK_PAIRS pairs at a time, in corpus order; the sources
+        of a back-translated corpus start with `tag` (when set)."""
         self.pairs = self.empty = 0
         limit = self.data.max_pairs
+        prefix = f"{self.tag} " if self.tag else ""
         source, target = [], []
         for s, t in self._raw_pairs():
             if not (s and t):
                 self.empty += 1
                 continue
-            source.append(s)
+            source.append(prefix + s)
             target.append(t)
             self.pairs += 1
             if len(source) == CHUNK_PAIRS or self.pairs == limit:

@@ -122,6 +122,10 @@ class CTranslate2Translator:
         settings = decode_settings(cfg.get("decode"), decode)
         threads = engine.get("threads") or cpu_threads()
         batches = min(settings.parallel_batches, threads)  # decoded at once, sharing the threads
+        if settings.get("sampling_seed") is not None:
+            # CTranslate2 seeds its threads' generators as it starts them: the same command
+            # with the same seed draws the same tokens.
+            ctranslate2.set_random_seed(int(settings.sampling_seed))
         try:
             loaded = ctranslate2.Translator(
                 str(folder),
@@ -227,7 +231,17 @@ class CTranslate2Translator:
             max_input_length=0,
             return_scores=True,
             return_end_token=True,
+            **self._sampling(),
         )
+
+    def _sampling(self) -> dict:
+        """CTranslate2's own sampling options, as the decode settings ask (greedy search)."""
+        decode = self.decode
+        if decode.strategy == "beam" or decode.get("sampling_topk") in (None, 1):
+            return {}
+        return {"sampling_topk": decode.sampling_topk,
+                "sampling_topp": decode.get("sampling_topp") or 1.0,
+                "sampling_temperature": decode.get("sampling_temperature") or 1.0}  # fmt: skip
 
     def _translation(self, source: str, result, truncated: bool) -> Translation:
         alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0

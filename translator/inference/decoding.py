@@ -79,8 +79,10 @@ def greedy_search(
     start_id: int = START_ID,
     end_id: int = END_ID,
     limits=None,
+    choose=None,
 ):
-    """Pick the most probable token at each step until every sentence has produced END or
+    """Pick the most probable token at each step (or the one `choose(log_probs (A, V), step)`
+    returns (A,), such as `Sampler.choose`) until every sentence has produced END or
     reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
     A sentence's result does not depend on the others in its batch. Once half the state's rows
     or more have finished, the state keeps only half of them, the unfinished ones first: decoding
@@ -104,9 +106,13 @@ def greedy_search(
         logits, state = next_logits(tf.gather(tokens[:, i], rows)[:, None], i, state)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (A, V)
         done = tf.gather(finished, rows)
-        best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (A,)
+        if choose is None:
+            best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (A,)
+        else:
+            best = tf.cast(choose(log_probs, i), tf.int32)
+        gained = tf.gather(log_probs, best, batch_dims=1)
         best = tf.where(done, PAD_ID, best)
-        gained = tf.where(done, 0.0, tf.reduce_max(log_probs, axis=-1))
+        gained = tf.where(done, 0.0, gained)
         scores = tf.tensor_scatter_nd_add(scores, rows[:, None], gained)
         column = tf.tensor_scatter_nd_update(tf.fill([batch_size], PAD_ID), rows[:, None], best)
         tokens = _set_column(tokens, i + 1, column)
@@ -120,6 +126,42 @@ def greedy_search(
     invariants = (*(t.shape for t in loop[:4]), tf.TensorShape([None]), _any_shape(state))
     _, tokens, scores, _, _, _ = tf.while_loop(not_done, step, loop, shape_invariants=invariants)
     return tokens[:, 1:], scores
+
+
+class Sampler:
+    """Draws each next token at random from the model's distribution: among the `top_k` most
+    probable (0: all; 1: the most probable, greedy search), then among the most probable whose
+    probabilities sum to `top_p` (nucleus sampling; 1: all), from the logits divided by
+    `temperature`. Draws depend only on `seed` (a (2,) tensor), the step and the row, so
+    the same batch decoded with the same seed gives the same tokens."""
+
+    def __init__(self, seed, top_k: int = 0, top_p: float = 1.0, temperature: float = 1.0):
+        self.seed = tf.cast(seed, tf.int32)
+        self.top_k, self.top_p, self.temperature = int(top_k), float(top_p), float(temperature)
+
+    def choose(self, log_probs, step):
+        """The drawn token of each row of log_probs (A, V): (A,) int32."""
+        if self.top_k == 1:
+            return tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)
+        logits = log_probs / self.temperature
+        if self.top_k > 1:
+            kth = top_k(logits, self.top_k)[0][:, -1:]
+            logits = tf.where(logits < kth, -float("inf"), logits)
+        if self.top_p < 1.0:
+            logits = nucleus(logits, self.top_p)
+        seed = tf.random.experimental.stateless_fold_in(self.seed, step)
+        drawn = tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)
+        return drawn[:, 0]
+
+
+def nucleus(logits, p: float):
+    """`logits` (A, V) with -inf outside each row's nucleus: the fewest most probable tokens
+    whose probabilities sum to at least `p` (always the most probable one)."""
+    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")
+    before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
+    kept = tf.where(before < p, ranked, float("inf"))
+    smallest = tf.reduce_min(kept, axis=-1, keepdims=True)  # the least probable token kept
+    return tf.where(logits < smallest, -float("inf"), logits)
 
 
 def _halve_when_half_finished(state, rows, done):

@@ -87,6 +87,9 @@ def export_ctranslate2(translator: Translator, target: Path, quantization: str) 
 
 
 def export_savedmodel(translator: Translator, target: Path) -> dict:
+    if translator.sampler_settings:
+        raise TranslatorError("a SavedModel decodes by greedy or beam search, not by sampling: "
+                              "export with decode.sampling_topk=1 or decode=beam")  # fmt: skip
     # Written beside the target and moved into place whole: never a half-written SavedModel.
     module = ExportedTranslator(translator)
     with temporary_beside(target) as partial:

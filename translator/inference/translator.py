@@ -12,7 +12,9 @@ Dimension letters: B batch, S source length, N n-best, L output length.
 from __future__ import annotations
 
 import logging
+import random
 import sys
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
-from translator.inference.decoding import beam_search, greedy_search
+from translator.inference.decoding import Sampler, beam_search, greedy_search
 from translator.inference.parallel import in_order
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir, locate
@@ -169,7 +171,7 @@ class Translator:
             unused.add("beam_size")
         return tuple(sorted((k, v) for k, v in self.decode.items() if k not in unused))
 
-    def _search(self, source_ids: tf.Tensor):
+    def _search(self, source_ids: tf.Tensor, seed: tf.Tensor):
         """`search` as the compiled graph of this translator's settings, traced on first use."""
         graph = self._graphs.get(self.graph_key)
         if graph is None:
@@ -179,12 +181,32 @@ class Translator:
                     tf.TensorSpec([None, None], tf.int32),
                     tf.TensorSpec([], tf.float32),
                     tf.TensorSpec([], tf.int32),
+                    tf.TensorSpec([2], tf.int32),
                 ],
                 reduce_retracing=True,
             )
         n_best = self.decode.n_best if self.decode.strategy == "beam" else 1
         return graph(source_ids, tf.constant(self.decode.length_penalty, tf.float32),
-                     tf.constant(n_best, tf.int32))  # fmt: skip
+                     tf.constant(n_best, tf.int32), seed)  # fmt: skip
+
+    def sampling_seed(self, batch: list[str]) -> tf.Tensor:
+        """The (2,) seed of a batch's draws when sampling: `decode.sampling_seed` with the
+        batch's text, so a batch repeats its draws under one seed and batches differ; random
+        without a seed."""
+        chosen = self.decode.get("sampling_seed")
+        if chosen is None:
+            return tf.constant([random.getrandbits(31), random.getrandbits(31)], tf.int32)
+        text = zlib.crc32("\n".join(batch).encode("utf-8")) & 0x7FFFFFFF
+        return tf.constant([int(chosen) & 0x7FFFFFFF, text], tf.int32)
+
+    @property
+    def sampler_settings(self) -> dict | None:
+        """top_k, top_p and temperature when the settings sample; None for greedy and beam."""
+        decode = self.decode
+        if decode.get("sampling_topk") in (None, 1):
+            return None
+        return {"top_k": decode.sampling_topk, "top_p": decode.get("sampling_topp") or 1.0,
+                "temperature": decode.get("sampling_temperature") or 1.0}  # fmt: skip
 
     # In-graph pieces (also used by the SavedModel export).
     def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:
@@ -203,10 +225,10 @@ class Translator:
         length = tf.cast(tf.math.ceil(a * source_length), tf.int32) + b
         return tf.minimum(length, self.model.max_positions)
 
-    def search(self, source_ids: tf.Tensor, alpha=None, n_best=None):
+    def search(self, source_ids: tf.Tensor, alpha=None, n_best=None, seed=None):
         """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N)). Beam search's length
         penalty `alpha` and list size `n_best` default to the decode settings'; either may be a
-        tensor, so one graph serves every value."""
+        tensor, so one graph serves every value. `seed` (2,): the draws' when sampling."""
         alpha = self.decode.length_penalty if alpha is None else alpha
         n_best = self.decode.n_best if n_best is None else n_best
         batch = tf.shape(source_ids)[0]
@@ -221,7 +243,13 @@ class Translator:
             state = (memory, source_padding, prefix)
             next_logits = self._uncached_next_logits
         if self.decode.strategy == "greedy":
-            tokens, scores = greedy_search(next_logits, state, batch, max_length, limits=limits)
+            sampler = self.sampler_settings
+            choose = None
+            if sampler:
+                seed = tf.zeros([2], tf.int32) if seed is None else seed
+                choose = Sampler(seed, **sampler).choose
+            tokens, scores = greedy_search(next_logits, state, batch, max_length, limits=limits,
+                                           choose=choose)  # fmt: skip
             return tokens[:, None, :], scores[:, None]
         return beam_search(
             next_logits,
@@ -313,7 +341,7 @@ class Translator:
                     file=sys.stderr,
                 )
         source_ids = self.source_ids(tf.constant(batch))
-        tokens, scores = self._search(source_ids)
+        tokens, scores = self._search(source_ids, self.sampling_seed(batch))
         tokens, scores = tokens.numpy(), scores.numpy()
         texts = self.tokenizers.target.detokenize(tokens.reshape(-1, tokens.shape[-1])).numpy()
         texts = texts.reshape(tokens.shape[:2])

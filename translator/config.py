@@ -12,6 +12,7 @@ whatever the working directory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def _number(key: str, value, low: float, high: float | None = None, closed: bool
         _refuse(key, value, f"a number {bounds}")
 
 
+WEIGHT_CHOICES = ("auto", "best", "last", "averaged")  # a run's weights files (RunDir)
+FREEZABLE = re.compile(r"embeddings|encoder|decoder|output|(encoder|decoder)\.layer_\d+")
+
+
 @dataclass
 class CorpusEntry:
     """One of several training corpora (`data.corpora`): a folder of parallel text."""
@@ -52,6 +57,7 @@ class CorpusEntry:
     weight: float = 1.0
     name: str | None = None
     split: Any = None
+    max_pairs: int | None = None
 
     def __post_init__(self):
         _number("data.corpora[].weight", self.weight, 0, closed=True)
@@ -89,6 +95,7 @@ class DataConfig:
     dedup: bool = False
     shards: int = 16
     corpora: list[CorpusEntry] = field(default_factory=list)
+    tag_synthetic: str | None = None
 
     def __post_init__(self):
         if self.kind not in ("parallel_text", "tfds"):
@@ -201,9 +208,17 @@ class TrainConfig:
     tensorboard: bool = MISSING
     verbose: Any = "auto"  # auto, 0, 1 or 2
     allow_changes: list[str] = MISSING  # settings a resumed run may change
+    init_from: str | None = None
+    init_weights: str = "auto"
+    freeze: list[str] = field(default_factory=list)
+    validate_bleu_every: int = 1
+    validate_bleu_sentences: int = 200
+    validate_bleu_decode: str = "greedy"
+    select_by: str = "loss"
 
     def __post_init__(self):
         _number("train.epochs", self.epochs, 1)
+        self.check_adaptation()
         _number("train.warmup_steps", self.warmup_steps, 1)
         _number("train.label_smoothing", self.label_smoothing, 0, 1, closed=False)
         _number("train.consistency", self.consistency, 0)
@@ -228,6 +243,24 @@ class TrainConfig:
         if self.max_minutes is not None:
             _number("train.max_minutes", self.max_minutes, 0)
         self.check_schedule()
+
+    def check_adaptation(self) -> None:
+        """Fine-tuning (`init_from`, `freeze`) and validation by translation quality."""
+        if self.init_weights not in WEIGHT_CHOICES:
+            _refuse("train.init_weights", self.init_weights, ", ".join(WEIGHT_CHOICES))
+        for part in self.freeze:
+            if not FREEZABLE.fullmatch(str(part)):
+                _refuse("train.freeze", part, "a list of embeddings, encoder, decoder, output, "
+                        "encoder.layer_<i> or decoder.layer_<i>")  # fmt: skip
+        _number("train.validate_bleu_every", self.validate_bleu_every, 0)
+        _number("train.validate_bleu_sentences", self.validate_bleu_sentences, 1)
+        if self.validate_bleu_decode not in ("greedy", "run"):
+            _refuse("train.validate_bleu_decode", self.validate_bleu_decode, "greedy or run")
+        if self.select_by not in ("loss", "bleu", "chrf"):
+            _refuse("train.select_by", self.select_by, "loss, bleu or chrf")
+        if self.select_by != "loss" and not self.validate_bleu_every:
+            why = "loss when train.validate_bleu_every=0 (no BLEU or chrF is computed)"
+            _refuse("train.select_by", self.select_by, why)
 
     def check_schedule(self) -> None:
         if self.decay not in ("inverse_sqrt", "linear"):
@@ -270,6 +303,10 @@ class DecodeConfig:
     batch_size: int | None = None
     parallel_batches: int | None = None
     use_cache: bool | None = None
+    sampling_topk: int | None = None
+    sampling_topp: float | None = None
+    sampling_temperature: float | None = None
+    sampling_seed: int | None = None
 
     def __post_init__(self):
         if self.strategy not in (None, "greedy", "beam"):
@@ -279,6 +316,24 @@ class DecodeConfig:
                 _number(f"decode.{key}", getattr(self, key), 1)
         if None not in (self.beam_size, self.n_best) and self.n_best > self.beam_size:
             _refuse("decode.n_best", self.n_best, f"at most decode.beam_size={self.beam_size}")
+        self._check_sampling()
+
+    def _check_sampling(self):
+        if self.sampling_topk is not None:
+            _number("decode.sampling_topk", self.sampling_topk, 0)
+        if self.sampling_topp is not None:
+            _number("decode.sampling_topp", self.sampling_topp, 0, 1)
+            if self.sampling_topp == 0:
+                _refuse("decode.sampling_topp", 0, "a number in (0, 1]")
+        if self.sampling_temperature is not None and not self.sampling_temperature > 0:
+            _refuse("decode.sampling_temperature", self.sampling_temperature, "a number > 0")
+        if self.strategy == "beam" and self.samples:
+            _refuse("decode.strategy", "beam", "greedy when sampling (decode.sampling_topk != 1)")
+
+    @property
+    def samples(self) -> bool:
+        """Whether tokens are drawn at random rather than the most probable taken."""
+        return self.sampling_topk not in (None, 1)
 
 
 ENGINES = ("tensorflow", "ctranslate2")

@@ -5,9 +5,10 @@ One folder per run (`checkpoints/<run_name>` by default):
     config.yaml          the resolved config (data, tokenizer, model, train and decode settings)
     tokenizer/           the source and target SentencePiece models (`TokenizerPair.save`)
     data.json            the prepared training data it trained on (folders and fingerprints)
+    origin.json          the run it was fine-tuned from (`train.init_from`): folder, weights file
     model.json           the Transformer's constructor arguments
     last.weights.h5      weights after the latest epoch
-    best.weights.h5      weights with the lowest validation loss
+    best.weights.h5      weights with the best validation score (`train.select_by`)
     averaged.weights.h5  mean of the last `train.average_last` epochs (when set)
     epochs/              the weights of those epochs
     backup/              Keras BackupAndRestore state, for resuming; removed when the run ends
@@ -74,6 +75,10 @@ class RunDir:
     @property
     def preparation_file(self) -> Path:
         return self.path / "data.json"
+
+    @property
+    def origin_file(self) -> Path:
+        return self.path / "origin.json"
 
     @property
     def model_file(self) -> Path:
@@ -257,6 +262,10 @@ class RunDir:
     def save_preparation(self, record: dict) -> None:
         """Which preparations (`translator.data.prepare`) the run trains on."""
         write_atomic(self.preparation_file, json.dumps(record, indent=2))
+
+    def save_origin(self, record: dict) -> None:
+        """The run this one was fine-tuned from (`translator.training.adapt`)."""
+        write_atomic(self.origin_file, json.dumps(record, indent=2))
 
     def load_model_settings(self) -> dict:
         try:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from translator.atomic import save_weights_atomic, write_atomic
 from translator.run_dir import RunDir
 from translator.tokenizer import PAD_ID
+from translator.training.quality import BestSoFar, monitor
 from translator.training.schedules import LinearDecaySchedule
 
 log = logging.getLogger(__name__)
@@ -198,26 +199,41 @@ class EpochSummary(keras.callbacks.Callback):
 
 class SaveWeights(keras.callbacks.Callback):
     """Writes the run's `last` weights after every epoch, or its `best` ones after every epoch
-    that lowers the validation loss, each through a temporary file (`save_weights_atomic`): a
-    crash mid-write leaves the previous complete file.
+    that improves the monitored score (`monitor` = (log key, min or max); by default the
+    validation loss), each through a temporary file (`save_weights_atomic`): a crash mid-write
+    leaves the previous complete file.
 
     Attributes:
-        best: the lowest validation loss so far (what `RunBackup` saves and restores).
+        best: the best score so far (what `RunBackup` saves and restores).
     """
 
-    def __init__(self, run: RunDir, kind: str):
+    def __init__(self, run: RunDir, kind: str, monitor: tuple[str, str] = ("val_loss", "min")):
         super().__init__()
         self.path = run.weights_file(kind)
         self.only_improvements = kind == "best"
-        self.best = math.inf
+        self._best = BestSoFar(*monitor)
+
+    @property
+    def best(self) -> float:
+        return self._best.best
+
+    @best.setter
+    def best(self, value: float) -> None:
+        self._best.best = value
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.only_improvements:
-            loss = (logs or {}).get("val_loss")
-            if loss is None or not loss < self.best:
-                return
-            self.best = float(loss)
+        if self.only_improvements and not self._best.improves(logs):
+            return
         save_weights_atomic(self.model, self.path)
+
+
+class EarlyStoppingOn(keras.callbacks.EarlyStopping):
+    """Keras's EarlyStopping, counting only the epochs whose logs hold its monitor (validation
+    BLEU may be computed every few epochs): patience is in such epochs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get(self.monitor) is not None:
+            super().on_epoch_end(epoch, logs)
 
 
 class AverageCheckpoints(keras.callbacks.Callback):
@@ -379,7 +395,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.plan is not None:
             state["plan"] = self.plan.state()
         if self.best is not None:
-            state["best_val_loss"] = float(self.best.best)
+            state["best_score"] = float(self.best.best)
         if self.early_stopping is not None:
             stopping = self.early_stopping
             state["early_stopping"] = {"wait": stopping.wait, "best": float(stopping.best)}
@@ -402,8 +418,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             self.schedule.set_total_steps(state["total_steps"])
         if self.plan is not None and "plan" in state:
             self.plan.restore(state["plan"])
-        if self.best is not None and "best_val_loss" in state:
-            self.best.best = state["best_val_loss"]
+        best = state.get("best_score", state.get("best_val_loss"))  # older backups: the loss
+        if self.best is not None and best is not None:
+            self.best.best = best
         if self.early_stopping is not None and "early_stopping" in state:
             self.early_stopping.wait = state["early_stopping"]["wait"]
             self.early_stopping.best = state["early_stopping"]["best"]
@@ -461,21 +478,26 @@ def make_callbacks(
     validation_batches: int = 0,
     clock: Callable[[], float] | None = None,
     feed=None,
+    quality=None,
 ) -> list[keras.callbacks.Callback]:
+    """The run's callbacks, in the order they must run at each epoch's end. `quality`: the
+    run's `TranslationQuality` (validation BLEU), or None."""
     budget = None
     if cfg.train.max_minutes:
         # Stops at an epoch boundary: later callbacks still see that epoch, and the run ends
         # through on_train_end (averaging, metrics) like one that ran all its epochs. Before
         # LearningRate and EpochSummary, so the rate they log follows the plan it moved.
         budget = TimeBudget(cfg.train.max_minutes, start, plan, validation_batches, clock)
-    best = SaveWeights(run, "best")
+    key, mode = monitor(cfg.train)
+    best = SaveWeights(run, "best", (key, mode))
     stopping = None
     if cfg.train.early_stopping_patience:
-        stopping = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.train.early_stopping_patience
-        )
+        stopping = EarlyStoppingOn(monitor=key, mode=mode,
+                                   patience=cfg.train.early_stopping_patience)  # fmt: skip
     throughput = Throughput()
     callbacks = [throughput, *([budget] if budget else []), LearningRate()]
+    if quality is not None:  # before the callbacks that read val_bleu from the logs
+        callbacks.append(quality)
     callbacks += [SaveWeights(run, "last"), best, keras.callbacks.TerminateOnNaN()]
     if plan is not None and plan.average_window(plan.predicted_epochs):
         callbacks.append(AverageCheckpoints(plan, run))

@@ -24,6 +24,7 @@ from translator.model.transformer import Transformer
 from translator.run_dir import RunDir
 from translator.runtime import across_workers, agreed_clock, start_runtime
 from translator.tokenizer import TokenizerPair
+from translator.training.adapt import freeze, initialize, source_run, source_tokenizers
 from translator.training.batches import run_batches
 from translator.training.callbacks import ResumedEpoch, TargetTokens, make_callbacks
 from translator.training.feed import StreamFeed
@@ -31,6 +32,7 @@ from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.model import TrainingTransformer
 from translator.training.plan import StepPlan, bidirectional_variable
+from translator.training.quality import quality_callback
 from translator.training.rdrop import RDropTransformer
 from translator.training.schedules import PerUpdate, build_schedule, describe_schedule
 from translator.training.workers import (
@@ -60,11 +62,15 @@ def prepare_training(cfg: DictConfig, run: RunDir) -> TrainingData:
     """The prepared training data (`translator.data.prepare`), with the run's tokenizers when
     it has them (resuming), else with those the preparation learned or reused, saved in it."""
     given = None
-    if not TokenizerPair.missing_files(run.tokenizer_dir):
+    saved = not TokenizerPair.missing_files(run.tokenizer_dir)
+    if saved:
         log.info("reusing the tokenizers in %s", run.tokenizer_dir)
         given = TokenizerPair.load(run.tokenizer_dir)
+    elif cfg.train.init_from:
+        log.info("using the tokenizers of %s", cfg.train.init_from)
+        given = source_tokenizers(cfg)
     training = prepare(cfg, given)
-    if given is None:
+    if not saved:
         training.tokenizers.save(run.tokenizer_dir)
     run.save_preparation(training.record())
     return training
@@ -81,6 +87,8 @@ def check_settings(cfg: DictConfig) -> None:
             "needs one vocabulary for both languages: add tokenizer=shared"
         )
     check_accumulation(cfg.train)
+    if cfg.train.init_from:
+        source_run(cfg)  # finished, with the same model and vocabulary settings
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -98,6 +106,7 @@ def build_model(
         cfg.model, tokenizers.source.vocab_size, tokenizers.target.vocab_size
     )
     model(example_batch[0])  # create the weights
+    freeze(model, list(cfg.train.freeze))
     if consistency:
         model.consistency = consistency
     if schedule is None:
@@ -265,7 +274,8 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
     shared = shared or run
     resumed = run.resumed_state()
     run.complete_history()  # the line of a backed-up epoch that a kill kept from being logged
-    tokenizers, batches, bidirectional_end = prepare_data(cfg, run, strategy, resumed)
+    tokenizers, batches, bidirectional_end, valid_corpus = prepare_data(cfg, run, strategy,
+                                                                        resumed)  # fmt: skip
 
     # Model, optimizer, schedule, and the plan of what follows the run's length.
     with strategy.scope():
@@ -274,6 +284,8 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
         # Built on a validation batch: an iterator over the training stream would advance its
         # shuffle's seeds by however many passes its prefetching read, before fit starts.
         model = build_model(cfg, tokenizers, next(iter(batches.validation)), schedule)
+        if cfg.train.init_from and not resumed:  # resuming: the backup holds the weights
+            initialize(model, cfg, run)
     plan = make_plan(cfg, batches.steps_per_epoch, schedule, bidirectional_end, resumed)
     run.save_model_settings(model.get_config())
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
@@ -285,8 +297,9 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
     clock = agreed_clock(strategy, start) if is_multi_worker(strategy) else None
     resume_at = (run.resumed_epochs(), resumed.get("step_in_epoch", 0))
     feed = data_feed(batches, shared, resumed, resume_at, worker_share(strategy)[0])
+    quality = quality_callback(cfg, tokenizers, valid_corpus, run)
     callbacks = make_callbacks(cfg, run, 0.0 if clock else start, schedule, plan,
-                               validation_batches, clock, feed)  # fmt: skip
+                               validation_batches, clock, feed, quality)  # fmt: skip
     fit_start = time.perf_counter()
     with peers_alive(strategy), damaged_shards(batches):
         history = fit(model, batches, feed, cfg, callbacks, epochs, resume_at)
@@ -306,7 +319,7 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
 def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
     """The training data prepared (or an earlier preparation reused), the validation corpus
     read, the tokenizers saved with the resolved config, and the run's batches:
-    (tokenizers, RunBatches, the BiT switch variable or None)."""
+    (tokenizers, RunBatches, the BiT switch variable or None, the validation corpus)."""
     training = prepare_training(cfg, run)
     valid_corpus = load_corpus(cfg.data, "validation")
     log.info("data: %d training pairs, %d validation pairs",
@@ -316,7 +329,7 @@ def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
     batches = run_batches(cfg, training, valid_corpus, strategy.num_replicas_in_sync,
                           bidirectional_end, worker_share(strategy))  # fmt: skip
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
-    return training.tokenizers, batches, bidirectional_end
+    return training.tokenizers, batches, bidirectional_end, valid_corpus
 
 
 def data_feed(batches, run: RunDir, resumed: dict, resume_at, worker: int) -> StreamFeed:

@@ -17,6 +17,7 @@ from translator.data import load_corpus
 from translator.data.pipeline import batch_stream, make_batches, tokenize_corpus
 from translator.data.prepare import prepare
 from translator.data.shards import Prepared, pair_stream
+from translator.data.sources import SYNTHETIC_MARK
 from translator.errors import CorpusError
 from translator.tokenizer import PAD_ID
 from translator.training.batches import training_pairs
@@ -189,6 +190,35 @@ def test_several_corpora_are_sampled_by_their_weights(tmp_path):
     texts = training.tokenizers.target.detokenize(next(iter(targets))).numpy()
     share = np.mean([text.startswith(b"small ") for text in texts])
     assert share == pytest.approx(0.2, abs=0.02)
+
+
+def sources_of(prepared, tokenizers) -> list[bytes]:
+    """The source sentences of one pass over a preparation."""
+    ids = pair_stream(prepared, seed=1).take(prepared.pairs).map(lambda s, t: s)
+    return list(tokenizers.source.detokenize(ids.ragged_batch(10_000).get_single_element()).numpy())
+
+
+def test_each_corpus_keeps_its_own_first_pairs_and_back_translated_sources_are_tagged(tmp_path):
+    for name in ("real", "synthetic"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train.de").write_text("".join(f"{name} {i}\n" for i in range(300)))
+        (folder / "train.en").write_text("".join(f"target {i}\n" for i in range(300)))
+    (tmp_path / "synthetic" / SYNTHETIC_MARK).write_text("{}")
+    corpora = (f"data.corpora=[{{path: {tmp_path / 'real'}, max_pairs: 100}},"
+               f"{{path: {tmp_path / 'synthetic'}}}]")  # fmt: skip
+    cfg = local(tmp_path, tmp_path / "real", "tokenizer.vocab_size=300", corpora,
+                "data.tag_synthetic='<BT>'")  # fmt: skip
+    training = prepare(cfg)
+    assert [p.pairs for p in training.prepared] == [100, 300]
+    real, synthetic = (sources_of(p, training.tokenizers) for p in training.prepared)
+    assert sorted(real) == sorted(f"real {i}".encode() for i in range(100))
+    assert sorted(synthetic) == sorted(f"<BT> synthetic {i}".encode() for i in range(300))
+    plain = local(tmp_path, tmp_path / "real", "tokenizer.vocab_size=300", corpora)
+    untagged = prepare(plain, training.tokenizers)  # the same vocabulary, no tag
+    assert untagged.prepared[0].folder == training.prepared[0].folder
+    assert untagged.prepared[1].folder != training.prepared[1].folder  # the tag is a setting
+    assert sources_of(untagged.prepared[1], training.tokenizers) == [s[5:] for s in synthetic]
 
 
 def test_a_damaged_or_missing_shard_is_one_error_line_naming_it(tmp_path):

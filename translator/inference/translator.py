@@ -171,8 +171,9 @@ class Translator:
             unused.add("beam_size")
         return tuple(sorted((k, v) for k, v in self.decode.items() if k not in unused))
 
-    def _search(self, source_ids: tf.Tensor, seed: tf.Tensor):
-        """`search` as the compiled graph of this translator's settings, traced on first use."""
+    def _search(self, source_ids: tf.Tensor, seed: tf.Tensor | None = None):
+        """`search` as the compiled graph of this translator's settings, traced on first use
+        (`seed` (2,): the draws' when sampling)."""
         graph = self._graphs.get(self.graph_key)
         if graph is None:
             graph = self._graphs[self.graph_key] = tf.function(
@@ -187,7 +188,8 @@ class Translator:
             )
         n_best = self.decode.n_best if self.decode.strategy == "beam" else 1
         return graph(source_ids, tf.constant(self.decode.length_penalty, tf.float32),
-                     tf.constant(n_best, tf.int32), seed)  # fmt: skip
+                     tf.constant(n_best, tf.int32),
+                     tf.zeros([2], tf.int32) if seed is None else seed)  # fmt: skip
 
     def sampling_seed(self, batch: list[str]) -> tf.Tensor:
         """The (2,) seed of a batch's draws when sampling: `decode.sampling_seed` with the

@@ -87,8 +87,6 @@ def check_settings(cfg: DictConfig) -> None:
             "needs one vocabulary for both languages: add tokenizer=shared"
         )
     check_accumulation(cfg.train)
-    if cfg.train.init_from:
-        source_run(cfg)  # finished, with the same model and vocabulary settings
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise TranslatorError(
             "model.share_embeddings=true needs one vocabulary for both languages: "
@@ -256,6 +254,8 @@ def train(cfg: DictConfig) -> dict:
     run = RunDir(cfg.run_dir)
     check_run_dir(run)
     check_settings(cfg)
+    if cfg.train.init_from:
+        source_run(cfg)  # finished, with the same model and vocabulary settings
     strategy = start_runtime(cfg.train, cfg.seed)
     check_accumulation(cfg.train, strategy.num_replicas_in_sync)
     with worker_run_dir(run, strategy) as own:  # the chief holds the run's lock

@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from translator.errors import TranslatorError
+from translator.run_dir import WEIGHT_CHOICES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -45,7 +46,6 @@ def _number(key: str, value, low: float, high: float | None = None, closed: bool
         _refuse(key, value, f"a number {bounds}")
 
 
-WEIGHT_CHOICES = ("auto", "best", "last", "averaged")  # a run's weights files (RunDir)
 FREEZABLE = re.compile(r"embeddings|encoder|decoder|output|(encoder|decoder)\.layer_\d+")
 
 
@@ -247,7 +247,7 @@ class TrainConfig:
     def check_adaptation(self) -> None:
         """Fine-tuning (`init_from`, `freeze`) and validation by translation quality."""
         if self.init_weights not in WEIGHT_CHOICES:
-            _refuse("train.init_weights", self.init_weights, ", ".join(WEIGHT_CHOICES))
+            _refuse("train.init_weights", self.init_weights, ", ".join(WEIGHT_CHOICES))  # RunDir's
         for part in self.freeze:
             if not FREEZABLE.fullmatch(str(part)):
                 _refuse("train.freeze", part, "a list of embeddings, encoder, decoder, output, "

@@ -33,6 +33,7 @@ from translator.inference.translator import (
     decode_settings,
     load_run,
     load_tokenizers,
+    sampling_options,
 )
 from translator.run_dir import RunDir
 from translator.tokenizer import NUM_RESERVED, TokenizerPair
@@ -64,6 +65,11 @@ def prepare_model(run: RunDir, weights: str, model_dir: str | None) -> Path:
     log.info("converting %s to CTranslate2 in %s", weights_file.name, folder)
     _, model, tokenizers, _ = load_run(run, weights)
     return write_model(model, tokenizers, folder, "float32", origin)
+
+
+# Our sampling options (`sampling_options`) by CTranslate2's names for them.
+CT2_SAMPLING = {"top_k": "sampling_topk", "top_p": "sampling_topp",
+                "temperature": "sampling_temperature"}  # fmt: skip
 
 
 class CTranslate2Translator:
@@ -236,12 +242,8 @@ class CTranslate2Translator:
 
     def _sampling(self) -> dict:
         """CTranslate2's own sampling options, as the decode settings ask (greedy search)."""
-        decode = self.decode
-        if decode.strategy == "beam" or decode.get("sampling_topk") in (None, 1):
-            return {}
-        return {"sampling_topk": decode.sampling_topk,
-                "sampling_topp": decode.get("sampling_topp") or 1.0,
-                "sampling_temperature": decode.get("sampling_temperature") or 1.0}  # fmt: skip
+        options = sampling_options(self.decode) or {}
+        return {CT2_SAMPLING[key]: value for key, value in options.items()}
 
     def _translation(self, source: str, result, truncated: bool) -> Translation:
         alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0

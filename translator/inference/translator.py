@@ -106,6 +106,15 @@ def decode_settings(run_decode: DictConfig | None, requested: DictConfig | None)
     return merged
 
 
+def sampling_options(decode: DictConfig) -> dict | None:
+    """top_k, top_p and temperature when `decode` samples (greedy search with
+    `sampling_topk` != 1); None otherwise. Both engines read their sampling from here."""
+    if decode.strategy == "beam" or decode.get("sampling_topk") in (None, 1):
+        return None
+    return {"top_k": decode.sampling_topk, "top_p": decode.get("sampling_topp") or 1.0,
+            "temperature": decode.get("sampling_temperature") or 1.0}  # fmt: skip
+
+
 class Translator:
     """Batched greedy or beam-search translation with a trained Transformer.
 
@@ -204,11 +213,7 @@ class Translator:
     @property
     def sampler_settings(self) -> dict | None:
         """top_k, top_p and temperature when the settings sample; None for greedy and beam."""
-        decode = self.decode
-        if decode.get("sampling_topk") in (None, 1):
-            return None
-        return {"top_k": decode.sampling_topk, "top_p": decode.get("sampling_topp") or 1.0,
-                "temperature": decode.get("sampling_temperature") or 1.0}  # fmt: skip
+        return sampling_options(self.decode)
 
     # In-graph pieces (also used by the SavedModel export).
     def source_ids(self, sentences: tf.Tensor) -> tf.Tensor:

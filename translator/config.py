@@ -96,6 +96,8 @@ class DataConfig:
     shards: int = 16
     corpora: list[CorpusEntry] = field(default_factory=list)
     tag_synthetic: str | None = None
+    concat: float = 0.0
+    concat_most: int = 3
 
     def __post_init__(self):
         if self.kind not in ("parallel_text", "tfds"):
@@ -114,6 +116,8 @@ class DataConfig:
         if self.max_length_ratio is not None:
             _number("data.max_length_ratio", self.max_length_ratio, 1)
         _number("data.shards", self.shards, 1)
+        _number("data.concat", self.concat, 0, 1)
+        _number("data.concat_most", self.concat_most, 2)
 
 
 @dataclass

@@ -10,8 +10,9 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig
 
+from translator.data.concat import concat_pairs
 from translator.data.corpus import Corpus
-from translator.tokenizer import END_ID, PAD_ID, START_ID, UNK_ID, TokenizerPair
+from translator.tokenizer import END_ID, PAD_ID, UNK_ID, TokenizerPair, with_start_end
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -44,13 +45,6 @@ def tokenize_corpus(corpus: Corpus, tokenizers: TokenizerPair, data: DictConfig)
     if data.truncate:
         return dataset.map(truncate, num_parallel_calls=AUTOTUNE)
     return dataset.filter(fits)
-
-
-def with_start_end(ids: tf.RaggedTensor) -> tf.RaggedTensor:
-    batch = ids.nrows()
-    start = tf.fill([batch, 1], START_ID)
-    end = tf.fill([batch, 1], END_ID)
-    return tf.concat([start, ids, end], axis=1)  # (B, None)
 
 
 def _truncate(ids: tf.Tensor, max_tokens: int) -> tf.Tensor:
@@ -154,8 +148,9 @@ def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed:
                  replicas: int = 1, bidirectional: bool = False, endless: bool = False,
                  shuffle_buffer: int | None = None) -> tf.data.Dataset:  # fmt: skip
     """Pairs of ids (START/END included) -> ((source_ids, target_in), target_out) batches:
-    in training shuffled in a buffer of `shuffle_buffer` (default `data.shuffle_buffer`) pairs
-    and with source dropout; each pair also reversed when `bidirectional`; repeated when
+    in training shuffled in a buffer of `shuffle_buffer` (default `data.shuffle_buffer`) pairs,
+    a fraction `data.concat` of the examples joining several pairs (`concat_pairs`), and with
+    source dropout; each pair also reversed when `bidirectional`; repeated when
     `endless` (see `make_batches`)."""
     if bidirectional:
         pairs = pairs.flat_map(_both_directions)
@@ -164,6 +159,8 @@ def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed:
         pairs = pairs.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if endless:
         pairs = pairs.repeat()
+    if training and data.concat > 0:
+        pairs = concat_pairs(pairs, data.concat, data.concat_most, data.max_tokens, seed)
     dataset = batch_pairs(pairs, data, replicas)
     rate = data.source_dropout
     if training and rate > 0:

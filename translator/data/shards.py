@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from translator.data.pipeline import with_start_end
 from translator.errors import CorpusError
-from translator.tokenizer import END_ID
+from translator.tokenizer import END_ID, with_start_end
 
 INDEX = "index.json"
 RECORD_PAIRS = 16  # pairs per record: few protos to build, fine-grained shard balance

@@ -9,6 +9,7 @@ from translator.tokenizer.subword import (
     SubwordTokenizer,
     TokenizerPair,
     train_tokenizers,
+    with_start_end,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "SubwordTokenizer",
     "TokenizerPair",
     "train_tokenizers",
+    "with_start_end",
 ]

@@ -37,6 +37,14 @@ PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 NUM_RESERVED = 4
 
 
+def with_start_end(ids: tf.RaggedTensor) -> tf.RaggedTensor:
+    """Each row of subword ids framed by START and END: (B, None)."""
+    batch = ids.nrows()
+    start = tf.fill([batch, 1], START_ID)
+    end = tf.fill([batch, 1], END_ID)
+    return tf.concat([start, ids, end], axis=1)
+
+
 def _sentencepiece(
     model_proto: bytes, nbest_size: int = 0, alpha: float = 1.0
 ) -> tf_text.SentencepieceTokenizer:

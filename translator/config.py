@@ -376,6 +376,7 @@ class ServeConfig:
     max_body_bytes: int = MISSING
     max_sentences: int = MISSING
     max_chars: int = MISSING
+    segment: bool = MISSING
     max_beam_size: int = MISSING
     max_n_best: int = MISSING
     request_timeout_s: float = MISSING

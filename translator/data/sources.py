@@ -85,6 +85,18 @@ def split_files(folder: str, spec, source: str, target: str) -> list[tuple[str, 
     return pairs
 
 
+def count_lines(path: str) -> int:
+    """Lines of a text file (plain or gzip), a final line without a newline included."""
+    if not exists(path):
+        raise CorpusError(f"{path}: file not found")
+    count, last = 0, b"\n"
+    with open_binary(path) as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
 def decoded_lines(path: str) -> Iterator[str]:
     """The stripped lines of a UTF-8 text file, streamed; errors name the file and line."""
     if not exists(path):

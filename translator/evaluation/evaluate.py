@@ -18,8 +18,10 @@ from translator.errors import CorpusError
 from translator.evaluation.scoring import paired_test, score
 from translator.inference.commands import warn_length_limited
 from translator.inference.engines import engine_name, from_command
+from translator.inference.paragraphs import segmenter_for, translate_texts
 from translator.inference.translator import Translation, Translator
 from translator.run_dir import RunDir
+from translator.segmentation import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ def evaluate(cfg: DictConfig) -> dict:
     baseline = compared_hypotheses(cfg, name, len(sources)) if cfg.compare else None
 
     start = time.perf_counter()
-    translations = translate_all(translator, sources, f"translating {name}")
+    segmenter = segmenter_for(translator, bool(cfg.get("segment")))
+    translations = translate_all(translator, sources, f"translating {name}", segmenter)
     seconds = time.perf_counter() - start
     hypotheses = [t.text for t in translations]
     length_limited = warn_length_limited(translations)
@@ -86,6 +89,7 @@ def evaluate(cfg: DictConfig) -> dict:
     engine = engine_name(cfg.get("engine"))
     stem = f"{name}.{weights}.{decode_name(decode)}"
     stem += "" if engine == "tensorflow" else f".{engine}"
+    stem += ".segmented" if segmenter else ""
     hyp_path, report_path = out_dir / f"{stem}.hyp", out_dir / f"{stem}.json"
     if report_path.exists():
         log.warning("replacing the earlier report %s (and its hypotheses)", report_path)
@@ -117,10 +121,11 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-def translate_all(translator: Translator, sources: list[str], description: str
-                  ) -> list[Translation]:  # fmt: skip
-    with tqdm(total=len(sources), unit="sent", desc=description, file=sys.stderr) as bar:
-        return translator.translate_detailed(sources, progress=bar.update)
+def translate_all(translator: Translator, sources: list[str], description: str,
+                  segmenter: Segmenter | None = None) -> list[Translation]:  # fmt: skip
+    """Translations of `sources` (lines cut into sentences and rejoined with a segmenter)."""
+    with tqdm(total=len(sources), unit="line", desc=description, file=sys.stderr) as bar:
+        return translate_texts(translator, sources, segmenter, progress=bar.update)
 
 
 def compared_hypotheses(cfg: DictConfig, name: str, count: int) -> tuple[str, list[str]]:

@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from translator.atomic import fsync_directory, temporary_beside
-from translator.data.sources import SYNTHETIC_MARK, decoded_lines, exists, open_binary
-from translator.errors import CorpusError, TranslatorError
+from translator.data.sources import SYNTHETIC_MARK, count_lines, decoded_lines
+from translator.errors import TranslatorError
 from translator.inference.engines import from_command
 
 log = logging.getLogger(__name__)
@@ -75,18 +75,6 @@ def check_output(target: Path, overwrite: bool) -> None:
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise TranslatorError(f"{target} is not empty; pass overwrite=true to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-
-
-def count_lines(path: str) -> int:
-    """Lines of a text file (plain or gzip), a final line without a newline included."""
-    if not exists(path):
-        raise CorpusError(f"{path}: file not found")
-    count, last = 0, b"\n"
-    with open_binary(path) as f:
-        while chunk := f.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
 
 
 def blocks(lines: Iterator[str]) -> Iterator[list[str]]:

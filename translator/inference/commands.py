@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
+from typing import TextIO
 
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from translator.atomic import write_atomic
-from translator.data.corpus import read_file
+from translator.atomic import fsync_directory, temporary_beside
+from translator.data.sources import count_lines, open_binary
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.engines import from_command
+from translator.inference.paragraphs import segmenter_for, translate_texts
 from translator.inference.translator import Translation, Translator
+from translator.segmentation import Segmenter
 from translator.textio import strip_bom
 
 log = logging.getLogger(__name__)
+
+BLOCK_LINES = 1024  # input lines read and translated together: memory stays flat on any file
 
 
 def warn_length_limited(results: list[Translation], first_line: int = 1) -> int:
@@ -59,42 +68,79 @@ def read_stdin_lines(strict: bool):
         yield decode_line(raw.rstrip(b"\r\n"), f"<stdin>:{number}", strict)
 
 
-def read_input(path: Path, strict: bool) -> tuple[list[str], CorpusError | None]:
-    """The lines of an input file (plain or .gz), and with `strict` the error of its first
-    undecodable line (the lines before it are returned, to be translated before the error is
-    reported)."""
-    raws = read_file(path).split(b"\n")
-    if raws and raws[-1] == b"":
-        raws.pop()  # the file's final newline
-    lines = []
-    for number, raw in enumerate(raws, start=1):
-        try:
-            lines.append(decode_line(raw.rstrip(b"\r"), f"{path}:{number}", strict).strip())
-        except CorpusError as error:
-            return lines, error
-    return lines, None
+def input_lines(path: str, strict: bool) -> Iterator[str]:
+    """The stripped lines of an input file (plain or .gz), streamed; see `decode_line` for
+    invalid UTF-8."""
+    with open_binary(path) as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = strip_bom(raw, path)
+            yield decode_line(raw.rstrip(b"\r\n"), f"{path}:{number}", strict).strip()
+
+
+def blocks_of(lines: Iterator[str]) -> Iterator[tuple[list[str], CorpusError | None]]:
+    """`lines` in blocks of BLOCK_LINES; a CorpusError while reading ends the blocks with the
+    lines read before it and the error (they are translated before it is reported)."""
+    block: list[str] = []
+    try:
+        for line in lines:
+            block.append(line)
+            if len(block) == BLOCK_LINES:
+                yield block, None
+                block = []
+    except CorpusError as error:
+        yield block, error
+        return
+    if block:
+        yield block, None
+
+
+@contextmanager
+def output_file(output: Path | None) -> Iterator[TextIO]:
+    """Where translations go: standard output, or a temporary file beside `output` renamed over
+    it when the block ends without an exception (an old file is only ever replaced by a
+    complete new one)."""
+    if output is None:
+        yield sys.stdout
+        return
+    with temporary_beside(output) as temporary:
+        with open(temporary, "x", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, output)
+    fsync_directory(output.parent)
 
 
 def translate_file(translator: Translator, cfg: DictConfig) -> dict:
-    source, error = read_input(Path(cfg.input), cfg.strict)
+    """The file `cfg.input`, streamed in blocks (memory stays flat on any size) with a progress
+    bar, one output line per input line."""
     output = Path(cfg.output) if cfg.output else None
     if output and output.exists() and not cfg.overwrite:
         raise TranslatorError(f"{output} exists; pass overwrite=true to replace it")
-    start = time.perf_counter()
-    with tqdm(total=len(source), unit="sent", desc="translating", file=sys.stderr) as bar:
-        results = translator.translate_detailed(source, progress=bar.update)
+    total = count_lines(cfg.input)
+    segmenter = segmenter_of(translator, cfg)
+    start, count, error = time.perf_counter(), 0, None
+    blocks = blocks_of(input_lines(cfg.input, cfg.strict))
+    first = next(blocks, None)  # its notes (a byte-order mark) print before the bar does
+    with (
+        output_file(output) as sink,
+        tqdm(total=total, unit="line", desc="translating", file=sys.stderr) as bar,
+    ):
+        for block, failure in chain([first] if first else [], blocks):
+            error = failure
+            results = translate_texts(translator, block, segmenter, progress=bar.update)
+            warn_length_limited(results, first_line=count + 1)
+            sink.write("".join(f"{format_translation(count + i, r, cfg.print_n_best)}\n"
+                               for i, r in enumerate(results)))  # fmt: skip
+            sink.flush()
+            count += len(block)
     seconds = time.perf_counter() - start
-    warn_length_limited(results)
-    lines = [format_translation(i, r, cfg.print_n_best) for i, r in enumerate(results)]
-    text = "\n".join(lines) + "\n" if lines else ""
     if output:
-        write_atomic(output, text)  # an old file is only ever replaced by a complete new one
-        print(f"wrote {len(lines)} translations to {output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+        print(f"wrote {count} translations to {output}", file=sys.stderr)
     if error:  # strict: the lines before the bad one are written; now refuse it
         raise error
-    return {"sentences": len(source), "seconds": round(seconds, 2), "output": str(output or "-")}
+    return {"sentences": count, "seconds": round(seconds, 2), "output": str(output or "-")}
 
 
 def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
@@ -105,6 +151,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
     flush. Only at the end of the input, or at a bad line with `strict`, is the rest flushed."""
     interactive = sys.stdin.isatty()
     batch_size = 1 if interactive else translator.decode.batch_size
+    segmenter = segmenter_of(translator, cfg)
     count, batch = 0, []
 
     def flush():
@@ -113,7 +160,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
         batch.clear()
         if not pending:
             return
-        results = translator.translate_detailed(pending)
+        results = translate_texts(translator, pending, segmenter)
         warn_length_limited(results, first_line=count + 1)
         for result in results:
             print(format_translation(count, result, cfg.print_n_best), flush=True)
@@ -131,11 +178,17 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
     return {"sentences": count}
 
 
+def segmenter_of(translator: Translator, cfg: DictConfig) -> Segmenter | None:
+    """The segmenter `cfg.segment` asks for; none with `print_n_best` (n-best lists are of
+    whole lines)."""
+    return segmenter_for(translator, bool(cfg.get("segment")) and not cfg.print_n_best)
+
+
 def translate(cfg: DictConfig) -> dict:
     """Translate `cfg.text`, the file `cfg.input`, or standard input with the run `cfg.run_dir`."""
     translator = from_command(cfg)
     if cfg.text:
-        result = translator.translate_detailed([cfg.text])[0]
+        result = translate_texts(translator, [cfg.text], segmenter_of(translator, cfg))[0]
         warn_length_limited([result])
         print(format_translation(0, result, cfg.print_n_best))
         return {"sentences": 1, "translation": result.text}

@@ -50,6 +50,16 @@ class Translation:
     attention: dict | None = None  # kind -> list over layers of (H, rows, cols) arrays
     truncated: bool = False  # the source was cut to the model's max_tokens
     length_limited: bool = False  # the output reached its length limit without END
+    sentences: list[SentenceTranslation] = field(default_factory=list)  # when segmented
+
+
+@dataclass
+class SentenceTranslation:
+    """One sentence of a segmented text: its (start, end) in the text and its translation."""
+
+    start: int
+    end: int
+    translation: Translation
 
 
 def load_run(

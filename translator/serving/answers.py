@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from translator.inference.translator import Translation
+from translator.inference.translator import SentenceTranslation, Translation
 from translator.serving.requests import AttentionRequest, BadRequest
 from translator.visualization.attention import KINDS, axis_tokens
 
@@ -49,6 +49,15 @@ def select_attention(translation: Translation, request: AttentionRequest) -> dic
     return {"kinds": kinds}
 
 
+def select_attention_of(translation: Translation, request: AttentionRequest
+                        ) -> dict | list | None:  # fmt: skip
+    """What `select_attention` selects of a text: the translation's own, for a text segmented
+    into several sentences a list with each sentence's, and None for an empty text."""
+    if len(translation.sentences) > 1:
+        return [select_attention(part.translation, request) for part in translation.sentences]
+    return None if translation.attention is None else select_attention(translation, request)
+
+
 def _heads(weights: np.ndarray, heads: str | tuple[int, ...]) -> np.ndarray:
     """(H, rows, cols) -> the chosen heads, or their mean as one head."""
     if heads == "mean":
@@ -56,28 +65,52 @@ def _heads(weights: np.ndarray, heads: str | tuple[int, ...]) -> np.ndarray:
     return weights if heads == "all" else weights[list(heads)]
 
 
-def attention_size(selected: list[dict]) -> int:
+def attention_size(selected: list[dict | list]) -> int:
     """How many weights the selected attention of an answer's translations holds."""
+    flat = [
+        one for item in selected if item for one in (item if isinstance(item, list) else [item])
+    ]
     return sum(
         array.size
-        for attention in selected
+        for attention in flat
         for kind in attention["kinds"].values()
         for array in kind["weights"]
     )
 
 
-def translation_json(translation: Translation, n_best: int, attention: dict | None) -> dict:
-    """One translation's part of an answer (attention as selected, arrays left for `encode`)."""
+def translation_json(translation: Translation, n_best: int, attention: dict | list | None
+                     ) -> dict:  # fmt: skip
+    """One translation's part of an answer (attention as selected, arrays left for `encode`).
+    A segmented text also lists its sentences: their (start, end) in the text (in Unicode
+    code points), source, translation and score; the attention of a text of several sentences
+    is in its sentences' entries."""
     result = {"text": translation.text, "score": round(translation.score, 4)}
     if n_best > 1:
         result["n_best"] = [{"text": t, "score": round(s, 4)} for t, s in translation.n_best]
-    if attention is not None:
+    if isinstance(attention, dict):
         result["attention"] = attention
     if translation.truncated:
         result["truncated"] = True
     if translation.length_limited:
         result["length_limited"] = True
+    if translation.sentences:
+        each = attention if isinstance(attention, list) else [None] * len(translation.sentences)
+        pairs = zip(translation.sentences, each, strict=True)
+        result["sentences"] = [sentence_json(part, selected) for part, selected in pairs]
     return result
+
+
+def sentence_json(part: SentenceTranslation, attention: dict | None) -> dict:
+    translation = part.translation
+    entry = {"start": part.start, "end": part.end, "source": translation.source,
+             "text": translation.text, "score": round(translation.score, 4)}  # fmt: skip
+    if attention is not None:
+        entry["attention"] = attention
+    if translation.truncated:
+        entry["truncated"] = True
+    if translation.length_limited:
+        entry["length_limited"] = True
+    return entry
 
 
 def encode(value) -> bytes:

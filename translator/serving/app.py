@@ -26,11 +26,12 @@ from starlette.routing import Route
 
 from translator.errors import first_line
 from translator.inference.engines import engine_name
+from translator.inference.paragraphs import rejoin, segment_texts, segmenter_for
 from translator.serving.answers import (
     attention_size,
     check_attention,
     encode,
-    select_attention,
+    select_attention_of,
     translation_json,
 )
 from translator.serving.batcher import Batcher
@@ -63,6 +64,7 @@ class Server:
         self.batcher: Batcher | None = None
         self.run_dir = None
         self.preparing: asyncio.Task | None = None
+        self.segmenter = None  # the run's source language's, once loaded
 
     async def load(self) -> None:
         try:
@@ -77,6 +79,7 @@ class Server:
             log.error("loading the run failed: %s", first_line(error))
             return
         self.run_dir = translator.run.path.name if translator.run else None  # no local paths
+        self.segmenter = segmenter_for(translator, True)
         self.batcher = Batcher(engine, self.metrics, self.cfg.max_batch_size, self.cfg.max_wait_ms)
         self.batcher.start(on_failure=self.worker_failed)
         self.status = "ready"
@@ -206,15 +209,17 @@ async def answer_translate(server: Server, request: Request) -> Response:
     if attention is not None:
         check_attention(attention, *engine.attention_shape)
     start = time.perf_counter()
-    job = asyncio.ensure_future(
-        server.batcher.translate(parsed.sentences, decode, attention is not None)
-    )
+    segmenter = server.segmenter if parsed.segment else None
+    cut, sentences = None, parsed.sentences
+    if segmenter:  # the sentences of every text are translated together, then rejoined
+        cut, sentences = segment_texts(parsed.sentences, segmenter)
+    job = asyncio.ensure_future(server.batcher.translate(sentences, decode, attention is not None))
     if not await finished_unless_gone(job, request, cfg.request_timeout_s):
         return Response(status_code=499)  # the client has gone; nobody reads this
-    results = job.result()
+    results = job.result() if cut is None else rejoin(cut, job.result())
     selected = [None] * len(results)
     if attention is not None:
-        selected = [select_attention(t, attention) for t in results]
+        selected = [select_attention_of(t, attention) for t in results]
         size = attention_size(selected)
         if size > cfg.max_attention_weights:
             raise BadRequest(413, f"the attention asked for holds {size} weights; the limit is "

@@ -36,6 +36,7 @@ class TranslateRequest:
     single: bool  # {"text": ...} rather than {"texts": [...]}
     decode: dict  # the request's decode overrides
     attention: AttentionRequest | None  # None: no attention weights
+    segment: bool  # cut each text into sentences (serve.yaml's `segment` unless the body says)
 
 
 def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
@@ -48,13 +49,17 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
         raise BadRequest(400, f"the body is not valid JSON: {first_line_of(error)}") from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'expected a JSON object such as {"text": "..."}')
-    unknown = sorted(set(data) - {"text", "texts", "decode", "attention"})
+    unknown = sorted(set(data) - {"text", "texts", "decode", "attention", "segment"})
     if unknown:
         raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
-                              "attention)")  # fmt: skip
+                              "attention, segment)")  # fmt: skip
     sentences, single = sentences_of(data, limits)
     decode = decode_of(data.get("decode", {}), limits)
-    return TranslateRequest(sentences, single, decode, attention_of(data.get("attention", False)))
+    segment = data.get("segment", limits.segment)
+    if not isinstance(segment, bool):
+        raise BadRequest(422, f"segment must be true or false, not {segment!r}")
+    attention = attention_of(data.get("attention", False))
+    return TranslateRequest(sentences, single, decode, attention, segment)
 
 
 def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:

@@ -1,0 +1,86 @@
+"""Translating text as people write it: each text cut into sentences (`Segmenter`), the sentences
+of all texts translated together in the usual batches, and each text's translations put back in
+their sentences' places (line breaks, blank lines and the spaces between sentences kept).
+
+`translate`, `evaluate segment=true`, the HTTP API and its page all translate through
+`translate_texts`; without a segmenter it is `translate_detailed` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from omegaconf import DictConfig
+
+from translator.inference.translator import SentenceTranslation, Translation
+from translator.segmentation import Segmented, Segmenter
+
+
+def segmenter_for(translator, segment: bool) -> Segmenter | None:
+    """The segmenter of the run's source language when `segment`, else None."""
+    if not segment:
+        return None
+    run_config: DictConfig | None = getattr(translator, "run_config", None)
+    language = run_config.data.source if run_config is not None else "en"
+    return Segmenter(str(language))
+
+
+def translate_texts(
+    translator,
+    texts: list[str],
+    segmenter: Segmenter | None,
+    attention: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> list[Translation]:
+    """One Translation per text. With a segmenter, each text's sentences are translated
+    (together with every other text's) and joined: `Translation.sentences` holds each
+    sentence's span and translation, `score` their sum. `progress` is called with the number
+    of texts finished (fractions of a text while its sentences are translated)."""
+    if segmenter is None:
+        return translator.translate_detailed(texts, attention=attention, progress=progress)
+    cut, sentences = segment_texts(texts, segmenter)
+    empty = sum(1 for one in cut if not one.spans)
+    share = (len(texts) - empty) / max(len(sentences), 1)  # of a text, per sentence
+    if progress and empty:
+        progress(empty)  # texts without a sentence are done already
+    done = translator.translate_detailed(
+        sentences, attention=attention, progress=progress and (lambda n: progress(n * share))
+    )
+    return rejoin(cut, done)
+
+
+def segment_texts(texts: list[str], segmenter: Segmenter) -> tuple[list[Segmented], list[str]]:
+    """Each text cut into sentences, and all their sentences in order."""
+    cut = [segmenter(text) for text in texts]
+    return cut, [sentence for one in cut for sentence in one.sentences]
+
+
+def rejoin(cut: list[Segmented], done: list[Translation]) -> list[Translation]:
+    """One Translation per segmented text from the translations of all their sentences."""
+    results, first = [], 0
+    for one in cut:
+        results.append(joined(one, done[first : first + len(one.spans)]))
+        first += len(one.spans)
+    return results
+
+
+def joined(cut: Segmented, parts: list[Translation]) -> Translation:
+    """A segmented text's translation from its sentences'."""
+    if not parts:  # an empty or blank text
+        return Translation(source=cut.text.strip(), text="", score=0.0)
+    sentences = [SentenceTranslation(start, end, part)
+                 for (start, end), part in zip(cut.spans, parts, strict=True)]  # fmt: skip
+    if len(parts) == 1:  # one sentence: its translation, n-best and attention as they are
+        return replace(parts[0], sentences=sentences)
+    text = cut.join([part.text for part in parts])
+    score = sum(part.score for part in parts)
+    return Translation(
+        source=cut.text.strip(),
+        text=text,
+        score=score,
+        n_best=[(text, score)],
+        truncated=any(part.truncated for part in parts),
+        length_limited=any(part.length_limited for part in parts),
+        sentences=sentences,
+    )

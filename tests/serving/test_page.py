@@ -59,3 +59,46 @@ def test_typing_a_sentence_shows_its_translation_and_heat_map(server, browser, t
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nbest li")) == 3)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_a_pasted_paragraph_keeps_its_lines_and_the_heat_map_picks_a_sentence(
+    server,
+    browser,
+    trained_run,  # noqa: F811
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from translator.data import load_corpus
+
+    first, second, third = load_corpus(trained_run[0].data, "train").source[:3]
+    expected = Translator.from_run_dir(trained_run[0].run_dir).translate([first, second, third])
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 60)
+    status = lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-status")  # noqa: E731
+    wait.until(lambda d: status(d) == "idle")
+    browser.execute_script(  # pasted at once, as a paste does
+        "const s = document.getElementById('source'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('input'));",
+        f"{first} {second}\n\n{third}",
+    )
+    wait.until(lambda d: status(d) == "translated")
+    shown = browser.find_element(By.ID, "translation").get_attribute("textContent")
+    assert shown == f"{expected[0]} {expected[1]}\n\n{expected[2]}"  # line breaks kept
+
+    picker = Select(browser.find_element(By.ID, "sentence"))
+    assert browser.find_element(By.ID, "sentence-label").is_displayed()
+    assert [o.text[:3] for o in picker.options] == ["1: ", "2: ", "3: "]
+
+    def heat_columns():
+        return [th.get_attribute("textContent")
+                for th in browser.find_elements(By.CSS_SELECTOR, "#heat thead th")][1:]  # fmt: skip
+
+    columns = {}
+    for index in range(3):
+        picker.select_by_index(index)
+        columns[index] = heat_columns()
+    assert len({tuple(c) for c in columns.values()}) == 3  # each sentence's own source pieces
+    assert "Mädchen" in "".join(columns[2]) and "Mädchen" not in "".join(columns[0])
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []

@@ -105,6 +105,33 @@ def test_translations_equal_the_translators(server, sentences, expected):
     assert [t["text"] for t in many["translations"]] == [expected[s] for s in sentences[:8]]
 
 
+def test_a_paragraph_is_translated_sentence_by_sentence_with_its_layout(
+    server, trained_run, sentences, expected
+):
+    text = f"{sentences[0]} {sentences[1]}\n\n{sentences[2]}"
+    status, answer = request(f"{server}/translate", {"text": text, "attention": True})
+    assert status == 200
+    assert answer["text"] == f"{expected[sentences[0]]} {expected[sentences[1]]}\n\n" \
+        f"{expected[sentences[2]]}"  # fmt: skip
+    parts = answer["sentences"]
+    assert [text[p["start"] : p["end"]] for p in parts] == sentences[:3]
+    assert [p["source"] for p in parts] == sentences[:3]
+    assert [p["text"] for p in parts] == [expected[s] for s in sentences[:3]]
+    assert answer["score"] == pytest.approx(sum(p["score"] for p in parts), abs=1e-3)
+    assert "attention" not in answer  # each sentence has its own
+    for part in parts:
+        cross = part["attention"]["kinds"]["cross"]
+        assert len(cross["columns"]) == len(cross["weights"][0][0][0])  # its own source pieces
+    # segment=false: the whole text is one model input, as before segmentation existed.
+    whole = Translator.from_run_dir(trained_run[0].run_dir).translate([text])[0]
+    status, answer = request(f"{server}/translate", {"text": text, "segment": False})
+    assert status == 200 and answer["text"] == whole and "sentences" not in answer
+    status, answer = request(f"{server}/translate", {"texts": [" ", sentences[3]]})
+    assert status == 200
+    assert [t["text"] for t in answer["translations"]] == ["", expected[sentences[3]]]
+    assert answer["translations"][0]["sentences"] == []
+
+
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_own(server, sentences, expected):
     before = request(f"{server}/metrics")[1]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -173,6 +200,8 @@ BAD_INPUTS = [
      'attention.heads must be "all", "mean" or a list'),
     ("an unknown attention field", b'{"text": "a", "attention": {"layer": 1}}', 422,
      "unknown attention field 'layer'"),
+    ("segment not a boolean", b'{"text": "a", "segment": "yes"}', 422,
+     "segment must be true or false, not 'yes'"),
     ("a lone surrogate", b'{"text": "a \\ud800 b"}', 422, "text is not valid Unicode"),
     ("an integer too long to read", b'{"text": "a", "decode": {"beam_size": 1' + b"1" * 5000
      + b"}}", 400, "not valid JSON"),

@@ -78,8 +78,8 @@ def attention_size(selected: list[dict | list]) -> int:
     )
 
 
-def translation_json(translation: Translation, n_best: int, attention: dict | list | None
-                     ) -> dict:  # fmt: skip
+def translation_json(translation: Translation, n_best: int, attention: dict | list | None,
+                     segmented: bool = False) -> dict:  # fmt: skip
     """One translation's part of an answer (attention as selected, arrays left for `encode`).
     A segmented text also lists its sentences: their (start, end) in the text (in Unicode
     code points), source, translation and score; the attention of a text of several sentences
@@ -93,7 +93,7 @@ def translation_json(translation: Translation, n_best: int, attention: dict | li
         result["truncated"] = True
     if translation.length_limited:
         result["length_limited"] = True
-    if translation.sentences:
+    if segmented:
         each = attention if isinstance(attention, list) else [None] * len(translation.sentences)
         pairs = zip(translation.sentences, each, strict=True)
         result["sentences"] = [sentence_json(part, selected) for part, selected in pairs]

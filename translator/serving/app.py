@@ -227,7 +227,8 @@ async def answer_translate(server: Server, request: Request) -> Response:
                                   'fewer kinds, layers or heads, or "heads": "mean"')  # fmt: skip
     body = {
         "translations": [
-            translation_json(t, decode.n_best, a) for t, a in zip(results, selected, strict=True)
+            translation_json(t, decode.n_best, a, cut is not None)
+            for t, a in zip(results, selected, strict=True)
         ],
         "decode": {k: decode[k] for k in ("strategy", "beam_size", "length_penalty", "n_best")},
         "timing": {"queue_and_decode_ms": round(1000 * (time.perf_counter() - start), 1)},

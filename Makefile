@@ -26,7 +26,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-data clean
+.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-segmenters bench-data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -97,6 +97,13 @@ bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<
 
 bench-paragraphs: $(STAMP) ## Lines of k sentences translated whole vs segmented [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_paragraphs.py $(hydra_run) $(ARGS)
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"
+	touch $@
+
+bench-segmenters: $(VENV)/.installed-bench ## Sentence segmenters compared on bench/data/segmentation (prints JSON)
+	$(PY) bench/segmenters.py $(ARGS)
 
 bench-serve: $(STAMP) ## The server under 1/8/32 concurrent clients [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_serve.py $(hydra_run) $(ARGS)

@@ -62,9 +62,9 @@ def test_typing_a_sentence_shows_its_translation_and_heat_map(server, browser, t
 
 
 def test_a_pasted_paragraph_keeps_its_lines_and_the_heat_map_picks_a_sentence(
-    server,
+    server,  # noqa: F811
     browser,
-    trained_run,  # noqa: F811
+    trained_run,
 ):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait

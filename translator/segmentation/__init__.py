@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 FALLBACK_LANGUAGE = "en"
 PREFIXES = Path(__file__).parent / "prefixes"  # our additions to the package's prefix lists
+# German quotes open with „ and » and close with “ and «, the reverse of the Unicode classes
+# (initial/final punctuation) the rules read; they see the German marks swapped for ones of the
+# right class, character for character, so spans still point into the original text.
+QUOTES_AS_CLASSED = {"de": str.maketrans("„“»«", "“”«»")}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Segmenter:
     def __init__(self, language: str):
         self.language = language
         self._split = _splitter(language).split
+        self._quotes = QUOTES_AS_CLASSED.get(language)
 
     def __call__(self, text: str) -> Segmented:
         spans = []
@@ -74,7 +79,8 @@ class Segmenter:
         changed more than its whitespace) stays whole."""
         if not line.strip():
             return []
-        return locate(line, self._split(line)) or [outer_span(line)]
+        read = line.translate(self._quotes) if self._quotes else line
+        return locate(read, self._split(read)) or [outer_span(line)]
 
 
 def locate(line: str, sentences: list[str]) -> list[tuple[int, int]] | None:

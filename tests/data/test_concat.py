@@ -126,3 +126,19 @@ def test_training_batches_hold_joined_sentences(multi30k_tokenizers):
     rows = sum(s.shape[0] for (s, _), _ in make_batches(
         valid, multi30k_tokenizers, cfg.data, training=False).as_numpy_iterator())  # fmt: skip
     assert rows == 400
+
+
+def test_a_saved_position_resumes_with_the_same_joined_examples(tmp_path):
+    pairs = numbered_pairs(400)
+    sources = tf.ragged.constant([source for source, _ in pairs])
+    targets = tf.ragged.constant([target for _, target in pairs])
+    shuffled = tf.data.Dataset.from_tensor_slices((sources, targets)).shuffle(50, seed=1)
+    stream = concat_pairs(shuffled.repeat(), 0.5, 3, 100, seed=5)
+    iterator = iter(stream)
+    for _ in range(30):
+        next(iterator)
+    tf.train.Checkpoint(iterator=iterator).write(str(tmp_path / "position"))
+    expected = [members(next(iterator)[0].numpy()) for _ in range(40)]
+    again = iter(stream)
+    tf.train.Checkpoint(iterator=again).read(str(tmp_path / "position")).expect_partial()
+    assert [members(next(again)[0].numpy()) for _ in range(40)] == expected

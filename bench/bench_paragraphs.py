@@ -110,6 +110,7 @@ def bench_paragraphs(cfg: DictConfig) -> dict:
     alone = translator.translate(sources)
     rows = [row(translator, segmenter, sources, references, k, alone) for k in cfg.joins]
     timed = corpus.source[: cfg.timing_sentences] if cfg.timing_sentences else corpus.source
+    cost = timing(translator, segmenter, timed, cfg.repeats) if cfg.timing else None
     return {
         "benchmark": "paragraphs",
         "run_dir": str(run),
@@ -119,7 +120,7 @@ def bench_paragraphs(cfg: DictConfig) -> dict:
         "segmenter": f"{segmenter.backend} ({segmenter.language})",
         "machine": machine(),
         "joins": rows,
-        "segmentation_cost": timing(translator, segmenter, timed, cfg.repeats),
+        "segmentation_cost": cost,
     }
 
 

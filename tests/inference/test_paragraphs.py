@@ -113,3 +113,18 @@ def test_a_bad_line_with_strict_keeps_the_lines_before_it_and_an_old_output_is_k
     with pytest.raises(CorpusError, match="missing: file not found"):
         translate_file(Upper(), cfg(tmp_path, "missing", overwrite=True))
     assert (tmp_path / "out.txt").read_text() == "ONE. TWO.\nTHREE.\nFOUR.\n"  # untouched
+
+
+def test_standard_input_and_text_are_segmented_too(monkeypatch, capsys):
+    import io
+    import sys
+
+    from translator.inference.commands import translate_stream
+
+    data = b"It rains. Take an umbrella!\n\nOne more.  Two more.\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    stub = Upper(batch_size=2)
+    translate_stream(stub, OmegaConf.create({"strict": False, "print_n_best": False,
+                                             "segment": True}))  # fmt: skip
+    assert capsys.readouterr().out == "IT RAINS. TAKE AN UMBRELLA!\n\nONE MORE.  TWO MORE.\n"
+    assert stub.calls == [["It rains.", "Take an umbrella!"], ["One more.", "Two more."]]

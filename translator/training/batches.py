@@ -177,6 +177,9 @@ def describe_augmentation(cfg: DictConfig, sampled: bool) -> None:
             "subword regularization: training segmentations sampled among the %s best (alpha %s)",
             "all" if nbest < 0 else nbest, cfg.tokenizer.sample_alpha,
         )  # fmt: skip
+    if cfg.data.concat:
+        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs",
+                 100 * cfg.data.concat, cfg.data.concat_most)  # fmt: skip
     if cfg.data.source_dropout:
         log.info(
             "source dropout: training source pieces replaced by UNK at %s", cfg.data.source_dropout

@@ -377,6 +377,7 @@ class ServeConfig:
     max_sentences: int = MISSING
     max_chars: int = MISSING
     segment: bool = MISSING
+    max_segments: int = MISSING
     max_beam_size: int = MISSING
     max_n_best: int = MISSING
     request_timeout_s: float = MISSING
@@ -391,7 +392,7 @@ class ServeConfig:
     def __post_init__(self):
         _number("port", self.port, 0, 65535)  # 0: any free port
         for key in ("max_batch_size", "max_body_bytes", "max_sentences", "max_chars",
-                    "max_beam_size", "max_n_best", "max_attention_weights",
+                    "max_segments", "max_beam_size", "max_n_best", "max_attention_weights",
                     "max_connections"):  # fmt: skip
             _number(key, getattr(self, key), 1)
         _number("max_wait_ms", self.max_wait_ms, 0)

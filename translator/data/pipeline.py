@@ -160,7 +160,8 @@ def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed:
     if endless:
         pairs = pairs.repeat()
     if training and data.concat > 0:
-        pairs = concat_pairs(pairs, data.concat, data.concat_most, data.max_tokens, seed)
+        # Draws of their own (seed + 1): source dropout's come from `seed`.
+        pairs = concat_pairs(pairs, data.concat, data.concat_most, data.max_tokens, seed + 1)
     dataset = batch_pairs(pairs, data, replicas)
     rate = data.source_dropout
     if training and rate > 0:

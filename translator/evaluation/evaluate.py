@@ -106,6 +106,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "decode": OmegaConf.to_container(decode, resolve=True),
         "weights": weights,
         "engine": engine,
+        "segment": segmenter is not None,
         "seconds": round(seconds, 2),
         "sentences_per_second": round(len(sources) / seconds, 2) if seconds else None,
         "hypotheses": str(hyp_path),
@@ -146,7 +147,12 @@ def compared_hypotheses(cfg: DictConfig, name: str, count: int) -> tuple[str, li
 
 
 def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list[str]]:
-    reports = sorted(other.eval_dir.glob(f"{name}.*.json"), key=lambda p: p.stat().st_mtime)
+    """The other run's latest hypotheses on `name` made as this evaluation makes its own
+    (segmented or not), else its translations made now."""
+    segment = bool(cfg.get("segment"))
+    reports = sorted((p for p in other.eval_dir.glob(f"{name}.*.json")
+                      if p.stem.endswith(".segmented") == segment),
+                     key=lambda p: p.stat().st_mtime)  # fmt: skip
     if reports:
         report = json.loads(reports[-1].read_text(encoding="utf-8"))
         return f"{other.path.name} ({reports[-1].stem})", read_lines(Path(report["hypotheses"]))
@@ -159,7 +165,8 @@ def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list
         f"{other.path.name} ({name}.{other.weights_kind(translator.weights_file)}."
         f"{decode_name(translator.decode)})"
     )
-    translations = translate_all(translator, sources, f"translating {name} with {other}")
+    translations = translate_all(translator, sources, f"translating {name} with {other}",
+                                 segmenter_for(translator, segment))  # fmt: skip
     return label, [t.text for t in translations]
 
 

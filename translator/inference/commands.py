@@ -98,8 +98,8 @@ def blocks_of(lines: Iterator[str]) -> Iterator[tuple[list[str], CorpusError | N
 @contextmanager
 def output_file(output: Path | None) -> Iterator[TextIO]:
     """Where translations go: standard output, or a temporary file beside `output` renamed over
-    it when the block ends without an exception (an old file is only ever replaced by a
-    complete new one)."""
+    it when the block ends without an exception (an old file is never left half written; with
+    `strict`, the translations of the lines before a bad one replace it before the error)."""
     if output is None:
         yield sys.stdout
         return
@@ -118,7 +118,9 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     output = Path(cfg.output) if cfg.output else None
     if output and output.exists() and not cfg.overwrite:
         raise TranslatorError(f"{output} exists; pass overwrite=true to replace it")
-    total = count_lines(cfg.input)
+    # A file is counted for the bar's total; a pipe (input=<(zcat ...)) can be read only once.
+    total = count_lines(cfg.input) if not os.path.exists(cfg.input) or os.path.isfile(cfg.input) \
+        else None  # fmt: skip
     segmenter = segmenter_of(translator, cfg)
     start, count, error = time.perf_counter(), 0, None
     blocks = blocks_of(input_lines(cfg.input, cfg.strict))

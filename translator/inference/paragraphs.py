@@ -8,6 +8,7 @@ their sentences' places (line breaks, blank lines and the spaces between sentenc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -16,14 +17,18 @@ from omegaconf import DictConfig
 from translator.inference.translator import SentenceTranslation, Translation
 from translator.segmentation import Segmented, Segmenter
 
+log = logging.getLogger(__name__)
+
 
 def segmenter_for(translator, segment: bool) -> Segmenter | None:
     """The segmenter of the run's source language when `segment`, else None."""
     if not segment:
         return None
     run_config: DictConfig | None = getattr(translator, "run_config", None)
-    language = run_config.data.source if run_config is not None else "en"
-    return Segmenter(str(language))
+    if run_config is None:
+        log.warning("sentence segmentation: the run's source language is unknown; English rules")
+        return Segmenter("en")
+    return Segmenter(str(run_config.data.source))
 
 
 def translate_texts(
@@ -45,9 +50,23 @@ def translate_texts(
     if progress and empty:
         progress(empty)  # texts without a sentence are done already
     done = translator.translate_detailed(
-        sentences, attention=attention, progress=progress and (lambda n: progress(n * share))
+        sentences, attention=attention, progress=progress and whole_steps(progress, share)
     )
     return rejoin(cut, done)
+
+
+def whole_steps(progress: Callable[[int], None], share: float) -> Callable[[int], None]:
+    """`progress` called with whole texts as sentences finish (`share` of a text each)."""
+    done = {"texts": 0.0, "reported": 0}
+
+    def finished(sentences: int) -> None:
+        done["texts"] += sentences * share
+        whole = int(done["texts"] + 1e-6)  # 1e-6: a sum of fractions lands just below
+        if whole > done["reported"]:
+            progress(whole - done["reported"])
+            done["reported"] = whole
+
+    return finished
 
 
 def segment_texts(texts: list[str], segmenter: Segmenter) -> tuple[list[Segmented], list[str]]:

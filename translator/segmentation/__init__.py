@@ -63,9 +63,9 @@ class Segmenter:
     backend = "sentence-splitter (Moses rules)"
 
     def __init__(self, language: str):
-        self.language = language
-        self._split = _splitter(language).split
-        self._quotes = QUOTES_AS_CLASSED.get(language)
+        self.language = base_language(language)
+        self._split = _splitter(self.language).split
+        self._quotes = QUOTES_AS_CLASSED.get(self.language)
 
     def __call__(self, text: str) -> Segmented:
         spans = []
@@ -101,6 +101,11 @@ def locate(line: str, sentences: list[str]) -> list[tuple[int, int]] | None:
             i += 1
         spans.append((start, i))
     return spans if not line[i:].strip() else None
+
+
+def base_language(code: str) -> str:
+    """The language of a code such as pt-BR, pt_br or DE: pt, pt, de."""
+    return code.strip().lower().replace("_", "-").split("-")[0]
 
 
 def lines_of(text: str) -> list[tuple[int, str]]:

@@ -82,11 +82,12 @@ def translation_json(translation: Translation, n_best: int, attention: dict | li
                      segmented: bool = False) -> dict:  # fmt: skip
     """One translation's part of an answer (attention as selected, arrays left for `encode`).
     A segmented text also lists its sentences: their (start, end) in the text (in Unicode
-    code points), source, translation and score; the attention of a text of several sentences
-    is in its sentences' entries."""
+    code points), source, translation and score; the n-best lists and attention of a text of
+    several sentences are in its sentences' entries."""
     result = {"text": translation.text, "score": round(translation.score, 4)}
-    if n_best > 1:
-        result["n_best"] = [{"text": t, "score": round(s, 4)} for t, s in translation.n_best]
+    several = len(translation.sentences) > 1  # then n-best lists and attention are per sentence
+    if n_best > 1 and not several:
+        result["n_best"] = n_best_json(translation)
     if isinstance(attention, dict):
         result["attention"] = attention
     if translation.truncated:
@@ -96,14 +97,21 @@ def translation_json(translation: Translation, n_best: int, attention: dict | li
     if segmented:
         each = attention if isinstance(attention, list) else [None] * len(translation.sentences)
         pairs = zip(translation.sentences, each, strict=True)
-        result["sentences"] = [sentence_json(part, selected) for part, selected in pairs]
+        result["sentences"] = [sentence_json(part, selected, n_best if several else 1)
+                               for part, selected in pairs]  # fmt: skip
     return result
 
 
-def sentence_json(part: SentenceTranslation, attention: dict | None) -> dict:
+def n_best_json(translation: Translation) -> list[dict]:
+    return [{"text": t, "score": round(s, 4)} for t, s in translation.n_best]
+
+
+def sentence_json(part: SentenceTranslation, attention: dict | None, n_best: int) -> dict:
     translation = part.translation
     entry = {"start": part.start, "end": part.end, "source": translation.source,
              "text": translation.text, "score": round(translation.score, 4)}  # fmt: skip
+    if n_best > 1:
+        entry["n_best"] = n_best_json(translation)
     if attention is not None:
         entry["attention"] = attention
     if translation.truncated:

@@ -212,11 +212,19 @@ async def answer_translate(server: Server, request: Request) -> Response:
     segmenter = server.segmenter if parsed.segment else None
     cut, sentences = None, parsed.sentences
     if segmenter:  # the sentences of every text are translated together, then rejoined
-        cut, sentences = segment_texts(parsed.sentences, segmenter)
-    job = asyncio.ensure_future(server.batcher.translate(sentences, decode, attention is not None))
-    if not await finished_unless_gone(job, request, cfg.request_timeout_s):
-        return Response(status_code=499)  # the client has gone; nobody reads this
-    results = job.result() if cut is None else rejoin(cut, job.result())
+        cut, sentences = await asyncio.to_thread(segment_texts, parsed.sentences, segmenter)
+        if len(sentences) > cfg.max_segments:
+            raise BadRequest(413, f"the texts hold {len(sentences)} sentences; the limit is "
+                                  f"{cfg.max_segments} (max_segments)")  # fmt: skip
+    done = []
+    if sentences:  # (blank texts only: nothing to decode)
+        job = asyncio.ensure_future(
+            server.batcher.translate(sentences, decode, attention is not None)
+        )
+        if not await finished_unless_gone(job, request, cfg.request_timeout_s):
+            return Response(status_code=499)  # the client has gone; nobody reads this
+        done = job.result()
+    results = done if cut is None else rejoin(cut, done)
     selected = [None] * len(results)
     if attention is not None:
         selected = [select_attention_of(t, attention) for t in results]

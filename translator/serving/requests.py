@@ -72,7 +72,7 @@ def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:
     if not sentences:
         raise BadRequest(422, "texts is empty")
     if len(sentences) > limits.max_sentences:
-        raise BadRequest(413, f"{len(sentences)} sentences in one request; the limit is "
+        raise BadRequest(413, f"{len(sentences)} texts in one request; the limit is "
                               f"{limits.max_sentences}")  # fmt: skip
     for i, sentence in enumerate(sentences):
         where = "text" if single else f"texts[{i}]"

@@ -3,10 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tests.conftest import compose
-from translator.data import make_batches
 from translator.data.concat import concat_pairs, example_of_pair
-from translator.tokenizer import END_ID, PAD_ID, START_ID
+from translator.tokenizer import END_ID, START_ID
 
 SPEC = (tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32))
 
@@ -98,34 +96,6 @@ def test_example_of_pair_literal_groups():
     np.testing.assert_array_equal(groups, np.arange(10))
     groups = example_of_pair(tf.constant(9, tf.int64), 1.0, 2, tf.constant([1, 2], tf.int64))
     np.testing.assert_array_equal(groups, [0, 0, 1, 1, 2, 2, 3, 3, 4])
-
-
-def test_training_batches_hold_joined_sentences(multi30k_tokenizers):
-    from translator.data import load_corpus
-
-    longest = {}
-    for rate in (0.0, 0.5):
-        cfg = compose("experiment=multi30k_de_en", f"data.concat={rate}", "data.max_pairs=400")
-        valid = load_corpus(cfg.data, "validation")
-        rows, longest[rate] = 0, 0
-        batches = make_batches(valid, multi30k_tokenizers, cfg.data, training=True, seed=1)
-        for (source, _), target_out in batches.as_numpy_iterator():
-            assert np.all(np.sum(source == END_ID, axis=1) == 1)
-            assert np.all(np.sum(target_out == END_ID, axis=1) == 1)
-            length = np.sum(source != PAD_ID, axis=1)
-            assert np.all(length <= cfg.data.max_tokens)
-            longest[rate] = max(longest[rate], int(np.max(length)))
-            rows += source.shape[0]
-        if rate == 0:
-            assert rows == 400
-        else:  # about 1 / (0.5 + 0.5 * 2.5) = 0.57 examples per pair
-            assert 400 / 3 < rows < 400 * 0.7, rows
-    assert longest[0.5] > 1.5 * longest[0.0]
-    # Validation batches are never joined.
-    cfg = compose("experiment=multi30k_de_en", "data.concat=1.0", "data.max_pairs=400")
-    rows = sum(s.shape[0] for (s, _), _ in make_batches(
-        valid, multi30k_tokenizers, cfg.data, training=False).as_numpy_iterator())  # fmt: skip
-    assert rows == 400
 
 
 def test_a_saved_position_resumes_with_the_same_joined_examples(tmp_path):

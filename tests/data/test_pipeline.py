@@ -222,3 +222,29 @@ def test_endless_training_batches_are_full_and_an_epoch_is_one_pass(multi30k_tok
     # bucket (less than a batch of each).
     sentences = sum(b[0][0].shape[0] for b in batches)
     assert abs(sentences - 3 * len(valid)) < sum(batch_sizes(data, 1))
+
+
+def test_training_batches_hold_joined_sentences(multi30k_tokenizers):
+    longest = {}
+    for rate in (0.0, 0.5):
+        cfg = compose("experiment=multi30k_de_en", f"data.concat={rate}", "data.max_pairs=400")
+        valid = load_corpus(cfg.data, "validation")
+        rows, longest[rate] = 0, 0
+        batches = make_batches(valid, multi30k_tokenizers, cfg.data, training=True, seed=1)
+        for (source, _), target_out in batches.as_numpy_iterator():
+            assert np.all(np.sum(source == END_ID, axis=1) == 1)
+            assert np.all(np.sum(target_out == END_ID, axis=1) == 1)
+            length = np.sum(source != PAD_ID, axis=1)
+            assert np.all(length <= cfg.data.max_tokens)
+            longest[rate] = max(longest[rate], int(np.max(length)))
+            rows += source.shape[0]
+        if rate == 0:
+            assert rows == 400
+        else:  # about 1 / (0.5 + 0.5 * 2.5) = 0.57 examples per pair
+            assert 400 / 3 < rows < 400 * 0.7, rows
+    assert longest[0.5] > 1.5 * longest[0.0]
+    # Validation batches are never joined.
+    cfg = compose("experiment=multi30k_de_en", "data.concat=1.0", "data.max_pairs=400")
+    rows = sum(s.shape[0] for (s, _), _ in make_batches(
+        valid, multi30k_tokenizers, cfg.data, training=False).as_numpy_iterator())  # fmt: skip
+    assert rows == 400

@@ -56,6 +56,20 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     fsync_directory(path.parent)
 
 
+@contextmanager
+def open_atomic(path: Path) -> Iterator:
+    """A new text file (UTF-8) for `path`, written as `write_atomic` writes: renamed over `path`
+    only when the block ends without an exception, flushed to disk first."""
+    path = Path(path)
+    with temporary_beside(path) as temporary:
+        with open(temporary, "x", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
 def save_weights_atomic(model, path: Path) -> None:
     """`model.save_weights(path)` through a temporary file, as `write_atomic` writes: `path` is
     never half written, and a failed save leaves no temporary file."""

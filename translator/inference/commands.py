@@ -15,7 +15,7 @@ from typing import TextIO
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from translator.atomic import fsync_directory, temporary_beside
+from translator.atomic import open_atomic
 from translator.data.sources import count_lines, open_binary
 from translator.errors import CorpusError, TranslatorError
 from translator.inference.engines import from_command
@@ -103,13 +103,8 @@ def output_file(output: Path | None) -> Iterator[TextIO]:
     if output is None:
         yield sys.stdout
         return
-    with temporary_beside(output) as temporary:
-        with open(temporary, "x", encoding="utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, output)
-    fsync_directory(output.parent)
+    with open_atomic(output) as f:
+        yield f
 
 
 def translate_file(translator: Translator, cfg: DictConfig) -> dict:

@@ -4,10 +4,11 @@ Models learn from sentence pairs; a line that holds several sentences loses some
 translation (docs/translation.md, "Paragraphs and documents"). `Segmenter` cuts a text into
 sentences with Moses' rules (the `sentence-splitter` package: non-breaking prefixes per
 language, offline, no model; chosen on the labelled set in bench/data/segmentation, see
-docs/translation.md) and returns where each sentence lies in the text, so `Segmented.join` puts
-the translations back in their places: the spaces, line breaks and blank lines between sentences
-are kept as they were. Text before the first sentence and after the last (the text's outer
-whitespace) is dropped, as translating a whole line drops it.
+docs/translation.md), corrected by rules of our own (`rules.py`: sentence starters after
+abbreviations and numbers, ellipses), and returns where each sentence lies in the text, so
+`Segmented.join` puts the translations back in their places: the spaces, line breaks and blank
+lines between sentences are kept as they were. Text before the first sentence and after the last
+(the text's outer whitespace) is dropped, as translating a whole line drops it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from translator.segmentation.rules import rules_for
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class Segmenter:
         self.language = base_language(language)
         self._split = _splitter(self.language).split
         self._quotes = QUOTES_AS_CLASSED.get(self.language)
+        self._rules = rules_for(self.language)
 
     def __call__(self, text: str) -> Segmented:
         spans = []
@@ -80,7 +84,8 @@ class Segmenter:
         if not line.strip():
             return []
         read = line.translate(self._quotes) if self._quotes else line
-        return locate(read, self._split(read)) or [outer_span(line)]
+        spans = locate(read, self._split(read))
+        return self._rules.refine(read, spans) if spans else [outer_span(line)]
 
 
 def locate(line: str, sentences: list[str]) -> list[tuple[int, int]] | None:

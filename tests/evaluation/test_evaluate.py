@@ -20,8 +20,10 @@ def test_evaluate_writes_a_complete_report(trained_run, capsys):
     # The run memorised the 64 training pairs (its config keeps data.max_pairs=64).
     report = evaluate(load_config("evaluate", [f"run_dir={cfg.run_dir}", "split=train"]))
     assert report["dataset"] == "multi30k_de_en-train" and report["sentences"] == 64
-    assert set(report["scores"]) == set(report["signatures"]) == {"bleu", "bleu_lowercase", "chrf"}
+    metrics = {"bleu", "bleu_lowercase", "chrf", "ter"}
+    assert set(report["scores"]) == set(report["signatures"]) == metrics
     assert report["scores"]["bleu"] > 90 and report["scores"]["chrf"] > 90
+    assert report["scores"]["ter"] < 10  # edits per reference word: lower is better
     assert report["decode"]["strategy"] == "greedy"  # the run's own decode settings
     assert report["sentences_per_second"] > 0 and report["run_dir"] == str(cfg.run_dir)
     assert report["weights"] == "best"  # auto: the run wrote no averaged weights
@@ -64,7 +66,7 @@ def test_evaluate_reports_confidence_intervals_and_says_when_it_replaces_a_repor
     overrides = [f"run_dir={cfg.run_dir}", "split=train"]
     first = evaluate(load_config("evaluate", overrides))
     printed = " ".join(capsys.readouterr().out.split())
-    for key in ("bleu", "bleu_lowercase", "chrf"):  # 64 sentences: half-widths up to ~10 points
+    for key in ("bleu", "bleu_lowercase", "chrf", "ter"):  # 64 sentences: half-widths to ~10
         half_width = first["confidence_95"][key]
         assert half_width is not None and 0 < half_width < 25
         assert f"{first['scores'][key]:.2f} ± {half_width:.2f}" in printed
@@ -88,6 +90,7 @@ def test_evaluate_compares_with_a_hypotheses_file_and_with_another_run(
     assert compared["baseline"] == str(worse)
     assert compared["bleu"]["system"] == report["scores"]["bleu"]
     assert compared["bleu"]["difference"] > 20 and compared["bleu"]["p_value"] < 0.05
+    assert compared["ter"]["difference"] < -20 and compared["ter"]["p_value"] < 0.05
     printed = capsys.readouterr().out
     assert "paired bootstrap test against" in printed and "significant at 0.05" in printed
 
@@ -96,7 +99,7 @@ def test_evaluate_compares_with_a_hypotheses_file_and_with_another_run(
     shutil.copytree(cfg.run_dir, other, ignore=shutil.ignore_patterns("eval"))
     compared = evaluate(load_config("evaluate", [*overrides, f"compare={other}"]))["compared_with"]
     assert compared["baseline"] == "other (multi30k_de_en-train.best.greedy)"
-    assert compared["bleu"]["difference"] == 0 and compared["chrf"]["difference"] == 0
+    assert all(compared[key]["difference"] == 0 for key in ("bleu", "chrf", "ter"))
 
     worse.write_text("just one line\n")
     with pytest.raises(CorpusError, match="compare=.*worse.en: 1 hypotheses for 64 sentences"):

@@ -28,6 +28,16 @@ def test_scores_equal_sacrebleus_own_values():
     assert ours["bleu_lowercase"]["score"] > ours["bleu"]["score"]  # "a woman"/"Market" now match
 
 
+def test_ter_counts_edits_per_reference_word():
+    """One insertion in 6 reference words and one substitution in 3: 2 / 9 edits."""
+    hypotheses, references = ["the cat sat on mat", "A dog runs"], ["the cat sat on the mat",
+                                                                    "the dog runs"]  # fmt: skip
+    ours = score(hypotheses, references)["ter"]
+    assert ours["score"] == 22.22 == round(sacrebleu.corpus_ter(hypotheses, [references]).score, 2)
+    assert "case:lc" in ours["signature"]  # "A" and "the" differ; "A"/"a" would not
+    assert score(references, references)["ter"]["score"] == 0.0
+
+
 def test_signatures_name_the_settings():
     ours = score(HYPOTHESES, REFERENCES)
     assert "case:mixed" in ours["bleu"]["signature"] and "tok:13a" in ours["bleu"]["signature"]
@@ -60,7 +70,7 @@ def test_confidence_intervals_are_sacrebleus_bootstrap(captions):
     ours = score(good, references)
     theirs = sacrebleu.metrics.BLEU().corpus_score(good, [references], n_bootstrap=1000)
     assert f"± {ours['bleu']['ci']:.2f}" in str(theirs)
-    for name in ("bleu", "bleu_lowercase", "chrf"):
+    for name in ("bleu", "bleu_lowercase", "chrf", "ter"):
         assert 0.1 < ours[name]["ci"] < 5, name
     assert score(good, references, bootstrap=0)["bleu"]["ci"] is None
 
@@ -72,6 +82,9 @@ def test_paired_test_tells_a_real_difference_from_none(captions):
         assert result[name]["system"] == round(metric(good, [references]).score, 2)
         assert result[name]["baseline"] == round(metric(bad, [references]).score, 2)
         assert result[name]["difference"] > 10 and result[name]["p_value"] < 0.01
+    ter = sacrebleu.corpus_ter
+    assert result["ter"]["system"] == round(ter(good, [references]).score, 2)
+    assert result["ter"]["difference"] < -10 and result["ter"]["p_value"] < 0.01  # fewer edits
     same = paired_test(("good", good), ("alike", alike), references)
-    for name in ("bleu", "chrf"):
+    for name in ("bleu", "chrf", "ter"):
         assert abs(same[name]["difference"]) < 2.5 and same[name]["p_value"] > 0.05

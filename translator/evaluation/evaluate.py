@@ -171,13 +171,14 @@ def run_hypotheses(other: RunDir, cfg: DictConfig, name: str) -> tuple[str, list
 
 
 def print_table(report: dict, report_path: Path) -> None:
-    labels = {"bleu": "BLEU", "bleu_lowercase": "BLEU (lowercased)", "chrf": "chrF"}
+    labels = {"bleu": "BLEU", "bleu_lowercase": "BLEU (lowercased)", "chrf": "chrF",
+              "ter": "TER (lower is better)"}  # fmt: skip
     print(f"{report['dataset']}: {report['sentences']} sentences, "
           f"{report['sentences_per_second']} sentences/s")  # fmt: skip
     for key, label in labels.items():
         ci = report["confidence_95"][key]
         interval = f"± {ci:5.2f}" if ci is not None else " " * 7
-        print(f"  {label:<18} {report['scores'][key]:6.2f} {interval}   "
+        print(f"  {label:<22} {report['scores'][key]:6.2f} {interval}   "
               f"{report['signatures'][key]}")  # fmt: skip
     if ci is not None:
         print("  (± half the bootstrap 95% confidence interval)")
@@ -188,7 +189,7 @@ def print_table(report: dict, report_path: Path) -> None:
 
 def print_comparison(comparison: dict) -> None:
     print(f"paired bootstrap test against {comparison['baseline']}:")
-    for key, label in (("bleu", "BLEU"), ("chrf", "chrF")):
+    for key, label in (("bleu", "BLEU"), ("chrf", "chrF"), ("ter", "TER")):
         row = comparison[key]
         verdict = "significant" if row["p_value"] < 0.05 else "not significant"
         print(

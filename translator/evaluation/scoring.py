@@ -1,11 +1,12 @@
 """Corpus-level scores with sacreBLEU, each with its signature and 95% confidence interval, and
-sacreBLEU's paired significance test between two systems on the same references."""
+sacreBLEU's paired significance test between two systems on the same references. BLEU and chrF
+are higher for better translations; TER (edits per reference word, x100) is lower."""
 
 from __future__ import annotations
 
 import json
 
-from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.significance import PairedTest
 
 BOOTSTRAP_SAMPLES = 1000  # sacreBLEU's default; its resampling seed is fixed (SACREBLEU_SEED)
@@ -13,11 +14,12 @@ BOOTSTRAP_SAMPLES = 1000  # sacreBLEU's default; its resampling seed is fixed (S
 
 def metrics() -> dict:
     """BLEU (cased, 13a: sacreBLEU's default), BLEU lowercased (comparable with published
-    Multi30k figures) and chrF."""
+    Multi30k figures), chrF and TER (sacreBLEU's defaults: case-insensitive, tercom tokens)."""
     return {
         "bleu": BLEU(tokenize="13a"),
         "bleu_lowercase": BLEU(tokenize="13a", lowercase=True),
         "chrf": CHRF(),
+        "ter": TER(),
     }
 
 
@@ -32,7 +34,8 @@ def score(hypotheses: list[str], references: list[str], bootstrap: int = BOOTSTR
     bootstrap 95% confidence interval (sacreBLEU's `μ ± ci`).
 
     Returns:
-        {"bleu": {"score", "ci", "signature", "details"}, "bleu_lowercase": {...}, "chrf": {...}}.
+        {"bleu": {"score", "ci", "signature", "details"}, "bleu_lowercase": {...}, "chrf": {...},
+        "ter": {...}}.
     """
     check_lengths(hypotheses, references)
     results = {}
@@ -52,15 +55,16 @@ def score(hypotheses: list[str], references: list[str], bootstrap: int = BOOTSTR
 def paired_test(system: tuple[str, list[str]], baseline: tuple[str, list[str]],
                 references: list[str], bootstrap: int = BOOTSTRAP_SAMPLES) -> dict:  # fmt: skip
     """sacreBLEU's paired bootstrap resampling test of `system` against `baseline` (each a
-    (name, hypotheses) pair) on cased BLEU and chrF.
+    (name, hypotheses) pair) on cased BLEU, chrF and TER.
 
     Returns:
-        {"bleu": {"system", "baseline", "difference", "p_value", "signature"}, "chrf": {...}}:
-        p_value is the chance of a difference this large if the systems were equally good.
+        {"bleu": {"system", "baseline", "difference", "p_value", "signature"}, "chrf": {...},
+        "ter": {...}}: p_value is the chance of a difference this large if the systems were
+        equally good (for TER, a negative difference is the better system).
     """
     for _, hypotheses in (system, baseline):
         check_lengths(hypotheses, references)
-    chosen = {"bleu": BLEU(tokenize="13a"), "chrf": CHRF()}
+    chosen = {"bleu": BLEU(tokenize="13a"), "chrf": CHRF(), "ter": TER()}
     test = PairedTest([baseline, system], chosen, [references], test_type="bs",
                       n_samples=bootstrap)  # fmt: skip
     signatures, results = test()

@@ -26,7 +26,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-segmenters bench-data clean
+.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate score backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-segmenters bench-data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ train-workers: $(STAMP) ## Train on N worker processes on this machine (multi-wo
 
 translate: $(STAMP) ## Translate TEXT="..." (or ARGS="input=F output=G") with the latest run, or RUN=checkpoints/<run>
 	$(PY) scripts/translate.py $(hydra_run) $(ARGS)
+
+score: $(STAMP) ## Score translations: ARGS="source=F target=G" (log-probability per line) [RUN=checkpoints/<run>]
+	$(PY) scripts/score.py $(hydra_run) $(ARGS)
 
 backtranslate: $(STAMP) ## Turn monolingual text into a corpus folder: RUN=<reverse run> ARGS="input=F output=DIR"
 	$(PY) scripts/backtranslate.py $(hydra_run) $(ARGS)

@@ -133,6 +133,21 @@ def test_greedy_equals_the_tensorflow_decoder_on_200_sentences(run_copy, validat
 
 
 @pytest.mark.slow
+def test_scores_of_given_pairs_equal_the_tensorflow_scorers(run_copy, multi30k_cfg):
+    """200 real validation pairs (with an empty target): log P(target | source) per token from
+    CTranslate2's score_batch within 1e-3 of the TensorFlow forward pass."""
+    corpus = load_corpus(multi30k_cfg.data, "validation")
+    sources, targets = corpus.source[:200], [*corpus.target[:199], ""]
+    ours = Translator.from_run_dir(run_copy).score(sources, targets)
+    theirs = CTranslate2Translator.from_run_dir(run_copy, engine=CT2_FLOAT32).score(
+        sources, targets
+    )
+    assert [s.tokens for s in theirs] == [s.tokens for s in ours] and ours[-1].tokens == 1
+    np.testing.assert_allclose([s.per_token for s in theirs], [s.per_token for s in ours],
+                               atol=1e-3)  # fmt: skip
+
+
+@pytest.mark.slow
 def test_beam4_equals_the_tensorflow_decoder_where_the_objectives_coincide(run_copy, validation):
     """With alpha = 0 both rank by summed log-probs (CTranslate2's length**alpha and GNMT's
     ((5 + length) / 6)**alpha are both 1)."""

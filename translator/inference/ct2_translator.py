@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.ct2_model import converted_from, weights_origin, write_model
 from translator.inference.parallel import in_order
+from translator.inference.scoring import PairScore, check_pairs, check_target_length
 from translator.inference.translator import (
     Translation,
     decode_settings,
@@ -196,6 +197,31 @@ class CTranslate2Translator:
             if progress:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
+
+    def score(self, sources: list[str], targets: list[str],
+              progress: Callable[[int], None] | None = None) -> list[PairScore]:  # fmt: skip
+        """log P(target | source) of each pair with CTranslate2's `score_batch` (sources
+        truncated as for translation), in decode.batch_size batches."""
+        check_pairs(sources, targets)
+        source_pieces = [self._pieces(s.strip())[: self.max_tokens - 2] for s in sources]
+        target_pieces = [self._target_pieces(t.strip()) for t in targets]
+        for i, pieces in enumerate(target_pieces):
+            check_target_length(i, len(pieces) + 1, self.max_positions)
+        results, size = [], self.decode.batch_size
+        for start in range(0, len(sources), size):
+            scored = self.engine.score_batch(
+                source_pieces[start : start + size],
+                target_pieces[start : start + size],
+                max_input_length=0,
+            )
+            results += [PairScore(float(sum(r.log_probs)), len(r.log_probs)) for r in scored]
+            if progress:
+                progress(len(scored))
+        return results
+
+    def _target_pieces(self, sentence: str) -> list[str]:
+        text = sentence.lower() if self.tokenizers.target.lowercase else sentence
+        return self._target.encode(text, out_type=str)
 
     def _search_batch(self, batch: list[list[str]]) -> list:
         """Search with the batch's largest output limit (CTranslate2 takes one per call); a

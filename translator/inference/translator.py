@@ -27,6 +27,7 @@ from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.decoding import Sampler, beam_search, greedy_search
 from translator.inference.parallel import in_order
+from translator.inference.scoring import ForcedScorer, PairScore
 from translator.model.transformer import Transformer
 from translator.run_dir import RunDir, locate
 from translator.tokenizer import END_ID, PAD_ID, START_ID, TokenizerPair
@@ -151,6 +152,7 @@ class Translator:
         if decode.strategy not in ("greedy", "beam"):
             raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
         self._graphs: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
+        self._scorer: ForcedScorer | None = None
 
     @classmethod
     def from_run_dir(
@@ -308,6 +310,15 @@ class Translator:
     def translate(self, sentences: list[str]) -> list[str]:
         """Translate sentences; empty input lines give empty outputs."""
         return [t.text for t in self.translate_detailed(sentences)]
+
+    def score(self, sources: list[str], targets: list[str],
+              progress: Callable[[int], None] | None = None) -> list[PairScore]:  # fmt: skip
+        """log P(target | source) of each pair (`ForcedScorer`), in decode.batch_size batches."""
+        if self._scorer is None:
+            self._scorer = ForcedScorer(self.model, self.tokenizers, self.max_tokens,
+                                        self.decode.batch_size)  # fmt: skip
+        return self._scorer.score([s.strip() for s in sources], [t.strip() for t in targets],
+                                  progress)  # fmt: skip
 
     def translate_detailed(
         self,

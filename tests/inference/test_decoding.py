@@ -216,3 +216,38 @@ def test_chunked_top_k_equals_tensorflow_top_k_with_ties(width):
     np.testing.assert_array_equal(index.numpy(), expected_index.numpy())
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
     assert index.numpy()[0, 0] == width - 1
+
+
+def test_greedy_search_continues_from_a_forced_prefix_whose_score_counts():
+    """Sentence 0 must start with b (.4), then b -> END (.9); sentence 1 with c (.1), then END;
+    sentence 2 has no prefix (all PAD) and decodes as without one."""
+    prefix = tf.constant([[B, PAD], [C, PAD], [PAD, PAD]])
+    tokens, scores = greedy_search(scripted, {"d": tf.zeros([3, 1])}, 3, MAX_LENGTH, prefix=prefix)
+    assert tokens.numpy().tolist() == [padded(B, END), padded(C, END), padded(A, C, END)]
+    expected = [math.log(0.4 * 0.9), math.log(0.1), math.log(0.35)]
+    np.testing.assert_allclose(scores.numpy(), expected, atol=1e-5)
+
+
+def test_a_prefix_forces_even_an_improbable_token():
+    prefix = tf.constant([[A, A]])  # a -> a has probability ~1e-12
+    tokens, scores = greedy_search(scripted, {"d": tf.zeros([1, 1])}, 1, MAX_LENGTH, prefix=prefix)
+    assert tokens.numpy().tolist() == [padded(A, A, C, END)]
+    assert scores.numpy()[0] == pytest.approx(math.log(0.5 * 0.7) + float(LOG_TABLE[A, A]), 1e-4)
+
+
+def test_beam_search_opens_up_where_the_prefix_ends():
+    """Unconstrained, "b END" (.36) wins at alpha 0; with prefix a, the best two are a c END
+    (.35) and a END (.15), scored with the prefix's .5 included."""
+    state = {"d": tf.zeros([2, 3])}
+    prefix = tf.constant([[A], [PAD]])
+    tokens, scores = beam_search(scripted, state, 2, MAX_LENGTH, 2, 0.0, 2, prefix=prefix)
+    assert tokens.numpy()[0].tolist() == [padded(A, C, END), padded(A, END)]
+    np.testing.assert_allclose(scores.numpy()[0], [math.log(0.35), math.log(0.15)], atol=1e-5)
+    assert tokens.numpy()[1].tolist() == [padded(B, END), padded(A, C, END)]  # no prefix
+    np.testing.assert_allclose(scores.numpy()[1], [math.log(0.36), math.log(0.35)], atol=1e-5)
+
+
+def test_beam_search_with_a_prefix_as_long_as_the_limit_returns_the_prefix():
+    prefix = tf.constant([[B, A, C]])  # b a c, no room for END within 3 tokens
+    tokens, _ = beam_search(scripted, {"d": tf.zeros([1, 1])}, 1, 3, 2, 0.0, 1, prefix=prefix)
+    assert tokens.numpy().tolist() == [[[B, A, C]]]

@@ -31,6 +31,7 @@ from translator.inference.parallel import in_order
 from translator.inference.scoring import PairScore, check_pairs, check_target_length
 from translator.inference.translator import (
     Translation,
+    check_prefixes,
     decode_settings,
     load_run,
     load_tokenizers,
@@ -168,10 +169,13 @@ class CTranslate2Translator:
         sentences: list[str],
         attention: bool = False,
         progress: Callable[[int], None] | None = None,
+        prefixes: list[str] | None = None,
     ) -> list[Translation]:
-        """Translations with scores and n-best lists (attention: TensorFlow engine only)."""
+        """Translations with scores and n-best lists (attention: TensorFlow engine only);
+        `prefixes` as for `Translator.translate_detailed` (CTranslate2's target_prefix)."""
         if attention:
             raise TranslatorError("attention weights need engine=tensorflow")
+        prefixes = check_prefixes(sentences, prefixes)
         results: list[Translation | None] = [None] * len(sentences)
         pieces, truncated = {}, set()
         for i, sentence in enumerate(sentences):
@@ -184,10 +188,12 @@ class CTranslate2Translator:
                 pieces[i] = pieces[i][: self.max_tokens - 2]
         if progress and len(pieces) < len(sentences):
             progress(len(sentences) - len(pieces))
+        forced = {i: self._prefix_pieces(sentences[i], prefixes[i], len(pieces[i]))
+                  for i in pieces}  # fmt: skip
         order = sorted(pieces, key=lambda i: len(pieces[i]))
         size = self.decode.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
-        batches = ([pieces[i] for i in chunk] for chunk in chunks)
+        batches = ([(pieces[i], forced[i]) for i in chunk] for chunk in chunks)
         found = in_order(
             self._search_batch, batches, min(self.decode.parallel_batches, len(chunks))
         )
@@ -223,16 +229,32 @@ class CTranslate2Translator:
         text = sentence.lower() if self.tokenizers.target.lowercase else sentence
         return self._target.encode(text, out_type=str)
 
-    def _search_batch(self, batch: list[list[str]]) -> list:
-        """Search with the batch's largest output limit (CTranslate2 takes one per call); a
-        sentence whose hypotheses reach its own smaller limit is searched again alone with it, so
-        each sentence keeps its own limit as in the TensorFlow decoder."""
-        limits = [self._limit(len(source)) for source in batch]
-        found = self._search(batch, max(limits))
-        for b, (source, limit) in enumerate(zip(batch, limits, strict=True)):
+    def _search_batch(self, batch: list[tuple[list[str], list[str] | None]]) -> list:
+        """Search (source pieces, prefix pieces or None) pairs with the batch's largest output
+        limit (CTranslate2 takes one per call); a sentence whose hypotheses reach its own
+        smaller limit is searched again alone with it, so each sentence keeps its own limit as
+        in the TensorFlow decoder."""
+        sources, prefixes = [source for source, _ in batch], [prefix for _, prefix in batch]
+        limits = [self._limit(len(source)) for source in sources]
+        found = self._search(sources, max(limits), prefixes)
+        for b, (source, limit) in enumerate(zip(sources, limits, strict=True)):
             if limit < max(limits) and max(map(len, found[b].hypotheses)) >= limit:
-                found[b] = self._search([source], limit)[0]
+                found[b] = self._search([source], limit, [prefixes[b]])[0]
         return found
+
+    def _prefix_pieces(self, sentence: str, prefix: str, source_pieces: int) -> list[str] | None:
+        """A prefix's target pieces (None for none), refused when they leave no room within
+        the sentence's output length limit."""
+        if not prefix:
+            return None
+        pieces = self._target_pieces(prefix)
+        limit = self._limit(source_pieces)
+        if len(pieces) >= limit:
+            raise TranslatorError(
+                f"prefix {prefix[:40]!r} has {len(pieces)} tokens: no room left within the output "
+                f"length limit of {limit} for {sentence.strip()[:40]!r} (decode.max_length_a, _b)"
+            )
+        return pieces
 
     def _pieces(self, sentence: str) -> list[str]:
         """The source pieces, without START/END (a warning when they exceed max_tokens)."""
@@ -251,10 +273,12 @@ class CTranslate2Translator:
         a, b = self.decode.max_length_a, self.decode.max_length_b
         return min(math.ceil(a * (pieces + 2)) + b, self.max_positions)
 
-    def _search(self, batch: list[list[str]], limit: int):
+    def _search(self, batch: list[list[str]], limit: int,
+                prefixes: list[list[str] | None] | None = None):  # fmt: skip
         beam = self.decode.strategy == "beam"
         return self.engine.translate_batch(
             batch,
+            target_prefix=prefixes if prefixes and any(prefixes) else None,
             beam_size=self.decode.beam_size if beam else 1,
             num_hypotheses=self.decode.beam_size if beam else 1,
             length_penalty=self.decode.length_penalty if beam else 0.0,

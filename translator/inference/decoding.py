@@ -11,7 +11,9 @@ dimensions may change from step to step (the self-attention cache grows by one p
 search reorders the state along that first dimension when hypotheses are reordered.
 
 Both run as `tf.while_loop`s, so they compile into one graph (tf.function, SavedModel); beam
-search drops finished sentences from its state. Scores are sums of token log-probabilities, divided
+search drops finished sentences from its state. Either may be given a target prefix per sentence:
+its tokens are forced at the first steps (their log-probabilities count in the score), and the
+search continues from there. Scores are sums of token log-probabilities, divided
 for beam search by the GNMT length penalty ((5 + length) / 6) ** alpha, where length counts the
 generated tokens with END.
 
@@ -64,6 +66,23 @@ def top_k(values, k: int):
     return top, chunk * TOP_K_CHUNK + position % TOP_K_CHUNK
 
 
+def force_tokens(log_probs, forced):
+    """`log_probs` (N, V) where each row with a forced token (`forced` (N,); PAD: none) can only
+    take that token: every other one gets NEG_INF, the forced one keeps its log-probability."""
+    other = tf.range(tf.shape(log_probs)[-1])[None, :] != forced[:, None]
+    return tf.where(tf.logical_and(forced[:, None] != PAD_ID, other), NEG_INF, log_probs)
+
+
+def prefix_columns(prefix, max_length):
+    """A prefix (B, P) of target ids (PAD after each sentence's own), or None, as (B,
+    max_length + 1): column i holds the token forced at step i, PAD where none is."""
+    if prefix is None:
+        return None
+    padded = tf.pad(tf.cast(prefix, tf.int32), [[0, 0], [0, max_length + 1]],
+                    constant_values=PAD_ID)  # fmt: skip
+    return padded[:, : max_length + 1]
+
+
 def sentence_limits(limits, batch_size, max_length):
     """Each sentence's output length limit (B,): `limits`, or `max_length` for all."""
     if limits is None:
@@ -80,10 +99,12 @@ def greedy_search(
     end_id: int = END_ID,
     limits=None,
     choose=None,
+    prefix=None,
 ):
     """Pick the most probable token at each step (or the one `choose(log_probs (A, V), step)`
     returns (A,), such as `Sampler.choose`) until every sentence has produced END or
     reached its length limit (`limits` (B,), each at most `max_length`; default `max_length`).
+    `prefix` (B, P), PAD-padded target ids: each sentence's first tokens, forced.
     A sentence's result does not depend on the others in its batch. Once half the state's rows
     or more have finished, the state keeps only half of them, the unfinished ones first: decoding
     a finished row costs as much as a live one, and halving keeps the distinct shapes few.
@@ -98,6 +119,7 @@ def greedy_search(
     finished = tf.zeros([batch_size], tf.bool)
     limits = sentence_limits(limits, batch_size, max_length)
     rows = tf.range(batch_size)  # the sentences in the state, in its order (A,)
+    forced = prefix_columns(prefix, max_length)
 
     def not_done(i, tokens, scores, finished, rows, state):
         return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
@@ -105,6 +127,8 @@ def greedy_search(
     def step(i, tokens, scores, finished, rows, state):
         logits, state = next_logits(tf.gather(tokens[:, i], rows)[:, None], i, state)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (A, V)
+        if forced is not None:
+            log_probs = force_tokens(log_probs, tf.gather(forced[:, i], rows))
         done = tf.gather(finished, rows)
         if choose is None:
             best = tf.cast(tf.argmax(log_probs, axis=-1), tf.int32)  # (A,)
@@ -190,6 +214,7 @@ def beam_search(
     end_id: int = END_ID,
     limits=None,
     reorder=None,
+    prefix=None,
 ):
     """Beam search with a length penalty.
 
@@ -202,6 +227,9 @@ def beam_search(
 
     `alpha` and `n_best` may be scalar tensors (one graph for every value); `beam_size` fixes
     the state's shapes and must be a Python integer.
+
+    `prefix` (B, P), PAD-padded target ids: each sentence's first tokens, forced (its K
+    hypotheses share them, so the beam opens up where its prefix ends).
 
     `reorder(state, rows)` gives the state of the hypotheses kept, rows (N,) of the old one; by
     default every tensor is gathered. A model whose state holds per-sentence parts (the same for
@@ -227,13 +255,15 @@ def beam_search(
     search = (seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags)
     sentences = tf.range(batch_size)  # the sentences in the state, in its order (A,)
     searching = tf.ones([batch_size], tf.bool)  # which of them are still searching
+    forced = prefix_columns(prefix, max_length)
 
     def not_done(i, search, sentences, searching, state):
         return tf.logical_and(i < max_length, tf.reduce_any(searching))
 
     def step(i, search, sentences, searching, state):
         mine = [tf.gather(t, sentences) for t in search]
-        new, rows, state = _beam_step(next_logits, i, mine, state, k, alpha, end_id)
+        tokens = None if forced is None else tf.repeat(tf.gather(forced[:, i], sentences), k)
+        new, rows, state = _beam_step(next_logits, i, mine, state, k, alpha, end_id, tokens)
         state = (reorder or _gather_rows)(state, rows)
         # Only searching sentences take the step's results; finished ones ride along unchanged.
         live = tf.boolean_mask(sentences, searching)
@@ -272,14 +302,17 @@ def _any_shape(state):
     return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), state)
 
 
-def _beam_step(next_logits, i, search, state, k, alpha, end_id):
+def _beam_step(next_logits, i, search, state, k, alpha, end_id, forced=None):
     """One step for A sentences: their new (seqs, alive log-probs, finished seqs, scores, flags),
-    the rows (A * K,) of the state their live hypotheses continue, and the stepped state."""
+    the rows (A * K,) of the state their live hypotheses continue, and the stepped state.
+    `forced` (A * K,): each hypothesis's forced token at this step (PAD: none), or None."""
     seqs, alive_log_probs, finished_seqs, finished_scores, finished_flags = search
     count = tf.shape(seqs)[0]
     last = tf.reshape(seqs[:, :, i], [count * k, 1])
     logits, state = next_logits(last, i, state)
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (A*K, V)
+    if forced is not None:
+        log_probs = force_tokens(log_probs, forced)
     vocab = tf.shape(log_probs)[-1]
     totals = alive_log_probs[:, :, None] + tf.reshape(log_probs, [count, k, vocab])
     # The 2K best continuations: enough that K of them are still alive after END ones leave.
@@ -288,7 +321,9 @@ def _beam_step(next_logits, i, search, state, k, alpha, end_id):
     top_token = top_index % vocab
     top_seqs = tf.gather(seqs, top_beam, batch_dims=1)  # (A, 2K, L+1)
     top_seqs = _set_column(top_seqs, i + 1, top_token)
-    ended = top_token == end_id
+    # Continuations of dead hypotheses (NEG_INF: the K - 1 empty beams at the start, every
+    # token but the forced one in a prefix) never finish.
+    ended = tf.logical_and(top_token == end_id, top_log_probs > 0.5 * NEG_INF)
 
     # Alive: the K best continuations that did not end.
     alive_candidates = tf.where(ended, NEG_INF, top_log_probs)

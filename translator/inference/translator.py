@@ -192,25 +192,30 @@ class Translator:
             unused.add("beam_size")
         return tuple(sorted((k, v) for k, v in self.decode.items() if k not in unused))
 
-    def _search(self, source_ids: tf.Tensor, seed: tf.Tensor | None = None):
+    def _search(self, source_ids: tf.Tensor, seed: tf.Tensor | None = None,
+                prefix: tf.Tensor | None = None):  # fmt: skip
         """`search` as the compiled graph of this translator's settings, traced on first use
-        (`seed` (2,): the draws' when sampling)."""
-        graph = self._graphs.get(self.graph_key)
+        (`seed` (2,): the draws' when sampling; `prefix` (B, P): forced first target ids, in a
+        graph of its own so that searches without one pay nothing for it)."""
+        key = (self.graph_key, prefix is not None)
+        graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[self.graph_key] = tf.function(
-                self.search,
-                input_signature=[
-                    tf.TensorSpec([None, None], tf.int32),
-                    tf.TensorSpec([], tf.float32),
-                    tf.TensorSpec([], tf.int32),
-                    tf.TensorSpec([2], tf.int32),
-                ],
-                reduce_retracing=True,
+            specs = [
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([2], tf.int32),
+            ]
+            if prefix is not None:
+                specs.append(tf.TensorSpec([None, None], tf.int32))
+            graph = self._graphs[key] = tf.function(
+                self.search, input_signature=specs, reduce_retracing=True
             )
         n_best = self.decode.n_best if self.decode.strategy == "beam" else 1
-        return graph(source_ids, tf.constant(self.decode.length_penalty, tf.float32),
-                     tf.constant(n_best, tf.int32),
-                     tf.zeros([2], tf.int32) if seed is None else seed)  # fmt: skip
+        inputs = [source_ids, tf.constant(self.decode.length_penalty, tf.float32),
+                  tf.constant(n_best, tf.int32),
+                  tf.zeros([2], tf.int32) if seed is None else seed]  # fmt: skip
+        return graph(*inputs, *([] if prefix is None else [prefix]))
 
     def sampling_seed(self, batch: list[str]) -> tf.Tensor:
         """The (2,) seed of a batch's draws when sampling: `decode.sampling_seed` with the
@@ -244,10 +249,11 @@ class Translator:
         length = tf.cast(tf.math.ceil(a * source_length), tf.int32) + b
         return tf.minimum(length, self.model.max_positions)
 
-    def search(self, source_ids: tf.Tensor, alpha=None, n_best=None, seed=None):
+    def search(self, source_ids: tf.Tensor, alpha=None, n_best=None, seed=None, prefix=None):
         """Padded source ids (B, S) -> (tokens (B, N, L), scores (B, N)). Beam search's length
         penalty `alpha` and list size `n_best` default to the decode settings'; either may be a
-        tensor, so one graph serves every value. `seed` (2,): the draws' when sampling."""
+        tensor, so one graph serves every value. `seed` (2,): the draws' when sampling.
+        `prefix` (B, P): target ids each output must start with (PAD-padded)."""
         alpha = self.decode.length_penalty if alpha is None else alpha
         n_best = self.decode.n_best if n_best is None else n_best
         batch = tf.shape(source_ids)[0]
@@ -268,7 +274,7 @@ class Translator:
                 seed = tf.zeros([2], tf.int32) if seed is None else seed
                 choose = Sampler(seed, **sampler).choose
             tokens, scores = greedy_search(next_logits, state, batch, max_length, limits=limits,
-                                           choose=choose)  # fmt: skip
+                                           choose=choose, prefix=prefix)  # fmt: skip
             return tokens[:, None, :], scores[:, None]
         return beam_search(
             next_logits,
@@ -280,6 +286,7 @@ class Translator:
             n_best=n_best,
             limits=limits,
             reorder=self._reorder_cache if self.decode.use_cache else None,
+            prefix=prefix,
         )
 
     @staticmethod
@@ -325,6 +332,7 @@ class Translator:
         sentences: list[str],
         attention: bool = False,
         progress: Callable[[int], None] | None = None,
+        prefixes: list[str] | None = None,
     ) -> list[Translation]:
         """Translations with scores, n-best lists and optionally every layer's attention.
 
@@ -332,7 +340,10 @@ class Translator:
             sentences: source sentences.
             attention: also return attention weights and subword pieces.
             progress: called with the number of sentences finished after each batch.
+            prefixes: per sentence, text its translation must start with ("": none); the
+                search continues after it and its tokens count in the score.
         """
+        prefixes = check_prefixes(sentences, prefixes)
         results: list[Translation | None] = [None] * len(sentences)
         order = [
             i
@@ -346,9 +357,9 @@ class Translator:
             progress(len(sentences) - len(order))
         size = self.decode.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
-        batches = ([sentences[i].strip() for i in chunk] for chunk in chunks)
+        batches = ([(sentences[i].strip(), prefixes[i]) for i in chunk] for chunk in chunks)
         decoded = in_order(
-            lambda batch: self._translate_batch(batch, attention),
+            lambda batch: self._translate_batch(*zip(*batch, strict=True), attention=attention),
             batches,
             min(self.decode.parallel_batches, len(chunks)),
         )
@@ -359,7 +370,9 @@ class Translator:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
 
-    def _translate_batch(self, batch: list[str], attention: bool) -> list[Translation]:
+    def _translate_batch(self, batch: list[str], prefixes: list[str], attention: bool = False
+                         ) -> list[Translation]:  # fmt: skip
+        batch = list(batch)
         lengths = self.tokenizers.source.tokenize(batch).row_lengths().numpy() + 2
         for sentence, length in zip(batch, lengths, strict=True):
             if length > self.max_tokens:
@@ -369,7 +382,8 @@ class Translator:
                     file=sys.stderr,
                 )
         source_ids = self.source_ids(tf.constant(batch))
-        tokens, scores = self._search(source_ids, self.sampling_seed(batch))
+        prefix = self.prefix_ids(batch, list(prefixes), source_ids)
+        tokens, scores = self._search(source_ids, self.sampling_seed(batch), prefix)
         tokens, scores = tokens.numpy(), scores.numpy()
         texts = self.tokenizers.target.detokenize(tokens.reshape(-1, tokens.shape[-1])).numpy()
         texts = texts.reshape(tokens.shape[:2])
@@ -393,6 +407,23 @@ class Translator:
             self._add_attention(results, source_ids.numpy(), tokens[:, 0])
         return results
 
+    def prefix_ids(self, batch: list[str], prefixes: list[str], source_ids: tf.Tensor
+                   ) -> tf.Tensor | None:  # fmt: skip
+        """The prefixes' target ids (B, P), PAD-padded, or None when the batch has none. A
+        prefix that leaves no room within its sentence's output length limit is refused."""
+        if not any(prefixes):
+            return None
+        ids = self.tokenizers.target.tokenize(prefixes)
+        limits = self.output_limits(source_ids).numpy()
+        for sentence, prefix, count, limit in zip(batch, prefixes, ids.row_lengths().numpy(),
+                                                  limits, strict=True):  # fmt: skip
+            if count >= limit:
+                raise TranslatorError(
+                    f"prefix {prefix[:40]!r} has {count} tokens: no room left within the output "
+                    f"length limit of {limit} for {sentence[:40]!r} (decode.max_length_a, _b)"
+                )
+        return ids.to_tensor(PAD_ID)
+
     def _add_attention(self, results, source_ids: np.ndarray, tokens: np.ndarray) -> None:
         """Full forward pass over START + output to collect every layer's attention.
 
@@ -415,6 +446,15 @@ class Translator:
                 "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
                 "cross": [w[b, :, :t, :s] for w in weights["cross"]],
             }
+
+
+def check_prefixes(sentences: list[str], prefixes: list[str] | None) -> list[str]:
+    """One prefix per sentence ("" where none is given)."""
+    if prefixes is None:
+        return [""] * len(sentences)
+    if len(prefixes) != len(sentences):
+        raise TranslatorError(f"{len(prefixes)} prefixes for {len(sentences)} sentences")
+    return [prefix.strip() for prefix in prefixes]
 
 
 def _after_end(tokens: np.ndarray) -> np.ndarray:

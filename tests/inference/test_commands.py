@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from translator.errors import CorpusError
 from translator.inference.commands import translate_file, translate_stream
+from translator.inference.translator import Translation
 
 BOM = "\ufeff".encode()
 
@@ -20,14 +21,18 @@ class StubTranslator:
     def __init__(self, batch_size: int = 8, fail: BaseException | None = None):
         self.decode = SimpleNamespace(batch_size=batch_size)
         self.calls: list[list[str]] = []
+        self.prefixes: list[list[str] | None] = []
         self.fail = fail
 
-    def translate_detailed(self, sentences, progress=None, **_):
+    def translate_detailed(self, sentences, progress=None, prefixes=None, **_):
         self.calls.append(list(sentences))
+        self.prefixes.append(prefixes)
         if self.fail and len(self.calls) == 1:
             raise self.fail
-        return [SimpleNamespace(text=s.upper(), n_best=[], source=s, length_limited="..." in s)
-                for s in sentences]  # fmt: skip
+        prefixes = prefixes or [""] * len(sentences)
+        return [Translation(source=s, text=f"{p} {s.upper()}".strip(), score=0.0,
+                            length_limited="..." in s)
+                for s, p in zip(sentences, prefixes, strict=True)]  # fmt: skip
 
 
 class Pipe(io.StringIO):
@@ -121,3 +126,29 @@ def test_translations_cut_at_their_length_limit_are_named_by_line(monkeypatch, c
     assert len(warnings) == 2
     assert warnings[0].startswith("warning: line 2: ") and "'two ...'" in warnings[0]
     assert warnings[1].startswith("warning: line 4: ")
+
+
+def test_a_prefix_file_gives_each_line_its_prefix_and_keeps_those_lines_whole(tmp_path, capsys):
+    source, prefixes = tmp_path / "in.txt", tmp_path / "prefix.txt"
+    source.write_text("One. Two.\nThree. Four.\n\n", encoding="utf-8")
+    prefixes.write_text("So\n\n\n", encoding="utf-8")
+    stub = StubTranslator()
+    cfg = {"input": str(source), "output": None, "prefix": str(prefixes), "segment": True}
+    translate_file(stub, OmegaConf.merge(CFG, cfg))
+    assert stub.calls == [["One. Two.", "Three.", "Four."]]  # the prefixed line stays whole
+    assert stub.prefixes == [["So", "", ""]]
+    assert capsys.readouterr().out == "So ONE. TWO.\nTHREE. FOUR.\n\n"
+
+    prefixes.write_text("So\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"prefix.txt has 1 lines but .*in.txt has more"):
+        translate_file(StubTranslator(), OmegaConf.merge(CFG, cfg))
+
+
+def test_prefixes_on_standard_input_follow_the_lines(monkeypatch, tmp_path, capsys):
+    piped_stdin(monkeypatch, b"eins\nzwei\n")
+    prefixes = tmp_path / "prefix.txt"
+    prefixes.write_text("\nTwo\n", encoding="utf-8")
+    stub = StubTranslator(batch_size=8)
+    translate_stream(stub, OmegaConf.merge(CFG, {"prefix": str(prefixes)}))
+    assert stub.prefixes == [["", "Two"]]
+    assert capsys.readouterr().out == "EINS\nTwo ZWEI\n"

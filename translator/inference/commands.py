@@ -78,6 +78,28 @@ def input_lines(path: str, strict: bool) -> Iterator[str]:
             yield decode_line(raw.rstrip(b"\r\n"), f"{path}:{number}", strict).strip()
 
 
+def aligned(first: Iterator[str], second: Iterator[str], names: tuple[str, str]
+            ) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """(line of `first`, line of `second`), streamed; a CorpusError when one (named by `names`)
+    ends before the other."""
+    count = 0
+    for line in first:
+        other = next(second, None)
+        if other is None:
+            raise CorpusError(f"{names[1]} has {count} lines but {names[0]} has more")
+        count += 1
+        yield line, other
+    if next(second, None) is not None:
+        raise CorpusError(f"{names[0]} has {count} lines but {names[1]} has more")
+
+
+def with_prefixes(lines: Iterator[str], cfg: DictConfig, name: str) -> Iterator[tuple[str, str]]:
+    """(line, its target prefix): from the file `cfg.prefix`, line for line, or "" for all."""
+    if not cfg.get("prefix"):
+        return ((line, "") for line in lines)
+    return aligned(lines, input_lines(cfg.prefix, cfg.strict), (name, cfg.prefix))
+
+
 def blocks_of(lines: Iterator[str]) -> Iterator[tuple[list[str], CorpusError | None]]:
     """`lines` in blocks of BLOCK_LINES; a CorpusError while reading ends the blocks with the
     lines read before it and the error (they are translated before it is reported)."""
@@ -118,7 +140,7 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
         else None  # fmt: skip
     segmenter = segmenter_of(translator, cfg)
     start, count, error = time.perf_counter(), 0, None
-    blocks = blocks_of(input_lines(cfg.input, cfg.strict))
+    blocks = blocks_of(with_prefixes(input_lines(cfg.input, cfg.strict), cfg, cfg.input))
     first = next(blocks, None)  # its notes (a byte-order mark) print before the bar does
     with (
         output_file(output) as sink,
@@ -126,7 +148,9 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     ):
         for block, failure in chain([first] if first else [], blocks):
             error = failure
-            results = translate_texts(translator, block, segmenter, progress=bar.update)
+            lines, prefixes = [line for line, _ in block], [prefix for _, prefix in block]
+            results = translate_texts(translator, lines, segmenter, progress=bar.update,
+                                      prefixes=prefixes)  # fmt: skip
             warn_length_limited(results, first_line=count + 1)
             sink.write("".join(f"{format_translation(count + i, r, cfg.print_n_best)}\n"
                                for i, r in enumerate(results)))  # fmt: skip
@@ -157,15 +181,16 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
         batch.clear()
         if not pending:
             return
-        results = translate_texts(translator, pending, segmenter)
+        lines, prefixes = [line for line, _ in pending], [prefix for _, prefix in pending]
+        results = translate_texts(translator, lines, segmenter, prefixes=prefixes)
         warn_length_limited(results, first_line=count + 1)
         for result in results:
             print(format_translation(count, result, cfg.print_n_best), flush=True)
             count += 1
 
     try:
-        for line in read_stdin_lines(cfg.strict):
-            batch.append(line)
+        for item in with_prefixes(read_stdin_lines(cfg.strict), cfg, "<stdin>"):
+            batch.append(item)
             if len(batch) >= batch_size:
                 flush()
     except CorpusError:
@@ -185,7 +210,9 @@ def translate(cfg: DictConfig) -> dict:
     """Translate `cfg.text`, the file `cfg.input`, or standard input with the run `cfg.run_dir`."""
     translator = from_command(cfg)
     if cfg.text:
-        result = translate_texts(translator, [cfg.text], segmenter_of(translator, cfg))[0]
+        prefix = cfg.get("prefix_text") or ""
+        result = translate_texts(translator, [cfg.text], segmenter_of(translator, cfg),
+                                 prefixes=[prefix])[0]  # fmt: skip
         warn_length_limited([result])
         print(format_translation(0, result, cfg.print_n_best))
         return {"sentences": 1, "translation": result.text}

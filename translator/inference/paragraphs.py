@@ -3,7 +3,8 @@ of all texts translated together in the usual batches, and each text's translati
 their sentences' places (line breaks, blank lines and the spaces between sentences kept).
 
 `translate`, `evaluate segment=true`, the HTTP API and its page all translate through
-`translate_texts`; without a segmenter it is `translate_detailed` itself.
+`translate_texts`; without a segmenter it is `translate_detailed` itself. A text given a target
+prefix is translated whole: the prefix begins its translation, not its first sentence's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 from omegaconf import DictConfig
 
 from translator.inference.translator import SentenceTranslation, Translation
-from translator.segmentation import Segmented, Segmenter
+from translator.segmentation import Segmented, Segmenter, outer_span
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +38,29 @@ def translate_texts(
     segmenter: Segmenter | None,
     attention: bool = False,
     progress: Callable[[float], None] | None = None,
+    prefixes: list[str] | None = None,
 ) -> list[Translation]:
     """One Translation per text. With a segmenter, each text's sentences are translated
     (together with every other text's) and joined: `Translation.sentences` holds each
     sentence's span and translation, `score` their sum. `progress` is called with the number
-    of texts finished (fractions of a text while its sentences are translated)."""
+    of texts finished (fractions of a text while its sentences are translated). `prefixes`:
+    per text, words its translation must start with ("": none); such texts stay whole."""
+    given = {"prefixes": prefixes} if prefixes and any(prefixes) else {}
     if segmenter is None:
-        return translator.translate_detailed(texts, attention=attention, progress=progress)
-    cut, sentences = segment_texts(texts, segmenter)
+        return translator.translate_detailed(texts, attention=attention, progress=progress,
+                                             **given)  # fmt: skip
+    cut, sentences = segment_texts(texts, segmenter, [bool(p) for p in given.get("prefixes", [])])
+    if given:
+        given = {"prefixes": [p for one, p in zip(cut, prefixes, strict=True)
+                              for p in ([p] if p else [""] * len(one.spans))]}  # fmt: skip
     empty = sum(1 for one in cut if not one.spans)
     share = (len(texts) - empty) / max(len(sentences), 1)  # of a text, per sentence
     if progress and empty:
         progress(empty)  # texts without a sentence are done already
     done = translator.translate_detailed(
-        sentences, attention=attention, progress=progress and whole_steps(progress, share)
-    )
+        sentences, attention=attention, progress=progress and whole_steps(progress, share),
+        **given,
+    )  # fmt: skip
     return rejoin(cut, done)
 
 
@@ -69,10 +78,19 @@ def whole_steps(progress: Callable[[int], None], share: float) -> Callable[[int]
     return finished
 
 
-def segment_texts(texts: list[str], segmenter: Segmenter) -> tuple[list[Segmented], list[str]]:
-    """Each text cut into sentences, and all their sentences in order."""
-    cut = [segmenter(text) for text in texts]
+def segment_texts(texts: list[str], segmenter: Segmenter, whole: list[bool] | None = None
+                  ) -> tuple[list[Segmented], list[str]]:  # fmt: skip
+    """Each text cut into sentences (kept as one where `whole` says so), and all their
+    sentences in order."""
+    whole = whole or [False] * len(texts)
+    cut = [one_sentence(text) if keep else segmenter(text)
+           for text, keep in zip(texts, whole, strict=True)]  # fmt: skip
     return cut, [sentence for one in cut for sentence in one.sentences]
+
+
+def one_sentence(text: str) -> Segmented:
+    """`text` as a single sentence (none when blank)."""
+    return Segmented(text, (outer_span(text),) if text.strip() else ())
 
 
 def rejoin(cut: list[Segmented], done: list[Translation]) -> list[Translation]:

@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from translator.data.sources import count_lines
-from translator.errors import CorpusError, TranslatorError
-from translator.inference.commands import blocks_of, input_lines, output_file
+from translator.errors import TranslatorError
+from translator.inference.commands import aligned, blocks_of, input_lines, output_file
 from translator.inference.engines import from_command
 from translator.inference.scoring import PairScore
 
@@ -23,15 +23,7 @@ FORMATS = ("number", "json")
 def line_pairs(source: str, target: str, strict: bool) -> Iterator[tuple[str, str]]:
     """(source line, target line) of two files, streamed; a CorpusError when one file ends
     before the other."""
-    sources, targets = input_lines(source, strict), input_lines(target, strict)
-    count = 0
-    for pair in zip(sources, targets, strict=False):
-        count += 1
-        yield pair
-    for name, rest in ((source, sources), (target, targets)):
-        if next(rest, None) is not None:
-            other = target if name == source else source
-            raise CorpusError(f"{other} has {count} lines but {name} has more")
+    return aligned(input_lines(source, strict), input_lines(target, strict), (source, target))
 
 
 def formatted(score: PairScore, cfg: DictConfig) -> str:

@@ -376,6 +376,7 @@ class ServeConfig:
     max_body_bytes: int = MISSING
     max_sentences: int = MISSING
     max_chars: int = MISSING
+    max_prefix_chars: int = MISSING
     segment: bool = MISSING
     max_segments: int = MISSING
     max_beam_size: int = MISSING
@@ -392,8 +393,8 @@ class ServeConfig:
     def __post_init__(self):
         _number("port", self.port, 0, 65535)  # 0: any free port
         for key in ("max_batch_size", "max_body_bytes", "max_sentences", "max_chars",
-                    "max_segments", "max_beam_size", "max_n_best", "max_attention_weights",
-                    "max_connections"):  # fmt: skip
+                    "max_prefix_chars", "max_segments", "max_beam_size", "max_n_best",
+                    "max_attention_weights", "max_connections"):  # fmt: skip
             _number(key, getattr(self, key), 1)
         _number("max_wait_ms", self.max_wait_ms, 0)
         for key in ("request_timeout_s", "read_timeout_s", "keep_alive_s"):

@@ -103,3 +103,41 @@ def test_a_request_that_arrived_during_a_decode_waits_for_the_crowd_after_it():
     batches, texts = asyncio.run(straggler())
     assert batches == [["a", "b", "c", "d"], ["e", "f", "g", "h"]]  # not [e], then [f, g, h]
     assert texts == ["E", "F", "G", "H"]
+
+
+class PrefixEngine(RecordingEngine):
+    """Starts each translation with its prefix; refuses a prefix "!" as a translator refuses
+    one with no room left in its sentence's length limit."""
+
+    def translate(self, sentences, decode, attention, prefixes=None):
+        from translator.errors import TranslatorError
+
+        self.batches.append(list(zip(sentences, prefixes or [""] * len(sentences), strict=True)))
+        prefixes = prefixes or [""] * len(sentences)
+        if "!" in prefixes:
+            raise TranslatorError("prefix '!' has 9 tokens: no room left")
+        return [Translation(source=s, text=f"{p} {s.upper()}".strip(), score=0.0)
+                for s, p in zip(sentences, prefixes, strict=True)]  # fmt: skip
+
+
+async def prefixed_crowd():
+    engine = PrefixEngine()
+    batcher = Batcher(engine, ServerMetrics(), max_batch_size=8, max_wait_ms=200)
+    batcher.start()
+    await batcher.translate(["warm"], DECODE, False)  # so that the crowd below waits together
+    calls = [batcher.translate(["a", "b"], DECODE, False, ["So", ""]),
+             batcher.translate(["c"], DECODE, False),
+             batcher.translate(["d"], DECODE, False, ["!"])]  # fmt: skip
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    await batcher.stop()
+    return engine.batches, results
+
+
+def test_prefixes_travel_with_their_sentences_and_a_bad_one_fails_only_its_request():
+    from translator.errors import TranslatorError
+
+    batches, (first, second, third) = asyncio.run(prefixed_crowd())
+    assert batches[1] == [("a", "So"), ("b", ""), ("c", ""), ("d", "!")]  # one batch, refused
+    assert batches[2:] == [[("a", "So"), ("b", "")], [("c", "")], [("d", "!")]]  # one by one
+    assert [t.text for t in first] == ["So A", "B"] and [t.text for t in second] == ["C"]
+    assert isinstance(third, TranslatorError)

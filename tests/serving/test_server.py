@@ -132,6 +132,21 @@ def test_a_paragraph_is_translated_sentence_by_sentence_with_its_layout(
     assert answer["translations"][0]["sentences"] == []
 
 
+def test_a_prefix_begins_the_translation_and_keeps_its_text_whole(server, trained_run, sentences):
+    translator = Translator.from_run_dir(trained_run[0].run_dir)
+    text = f"{sentences[0]} {sentences[1]}"
+    forced = translator.translate_detailed([text], prefixes=["A young"])[0]
+    status, answer = request(f"{server}/translate", {"text": text, "prefix": "A young"})
+    assert status == 200 and answer["text"] == forced.text and answer["text"].startswith("A young")
+    assert len(answer["sentences"]) == 1  # one model input: the prefix starts the whole text
+    status, answer = request(f"{server}/translate",
+                             {"texts": [sentences[2], text], "prefix": [None, "Two"]})  # fmt: skip
+    assert status == 200
+    plain = translator.translate([sentences[2]])[0]
+    assert [t["text"] for t in answer["translations"]][0] == plain
+    assert answer["translations"][1]["text"].startswith("Two")
+
+
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_own(server, sentences, expected):
     before = request(f"{server}/metrics")[1]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -204,6 +219,15 @@ BAD_INPUTS = [
      "unknown attention field 'layer'"),
     ("segment not a boolean", b'{"text": "a", "segment": "yes"}', 422,
      "segment must be true or false, not 'yes'"),
+    ("prefix not a string", b'{"text": "a", "prefix": 5}', 422, "prefix must be a string, not int"),
+    ("prefixes not one per text", b'{"texts": ["a", "b"], "prefix": ["x"]}', 422,
+     "prefix must be a list of 2 strings"),
+    ("a prefix not a string", b'{"texts": ["a", "b"], "prefix": ["x", 3]}', 422,
+     "prefix[1] must be a string, not int"),
+    ("too long a prefix", json.dumps({"text": "a", "prefix": "b" * 501}).encode(), 413,
+     "prefix has 501 characters; the limit is 500 (max_prefix_chars)"),
+    ("a prefix without room", json.dumps({"text": "Ja.", "prefix": "a " * 40}).encode(), 422,
+     "no room left within the output length limit"),
     ("a lone surrogate", b'{"text": "a \\ud800 b"}', 422, "text is not valid Unicode"),
     ("an integer too long to read", b'{"text": "a", "decode": {"beam_size": 1' + b"1" * 5000
      + b"}}", 400, "not valid JSON"),

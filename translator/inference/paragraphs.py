@@ -51,8 +51,7 @@ def translate_texts(
                                              **given)  # fmt: skip
     cut, sentences = segment_texts(texts, segmenter, [bool(p) for p in given.get("prefixes", [])])
     if given:
-        given = {"prefixes": [p for one, p in zip(cut, prefixes, strict=True)
-                              for p in ([p] if p else [""] * len(one.spans))]}  # fmt: skip
+        given = {"prefixes": sentence_prefixes(cut, prefixes)}
     empty = sum(1 for one in cut if not one.spans)
     share = (len(texts) - empty) / max(len(sentences), 1)  # of a text, per sentence
     if progress and empty:
@@ -62,6 +61,14 @@ def translate_texts(
         **given,
     )  # fmt: skip
     return rejoin(cut, done)
+
+
+def sentence_prefixes(cut: list[Segmented], prefixes: list[str] | None) -> list[str] | None:
+    """Per sentence of segmented texts, its text's prefix (texts given one are one sentence)."""
+    if not prefixes or not any(prefixes):
+        return None
+    return [p for one, prefix in zip(cut, prefixes, strict=True)
+            for p in [prefix] * len(one.spans)]  # fmt: skip
 
 
 def whole_steps(progress: Callable[[int], None], share: float) -> Callable[[int], None]:

@@ -24,9 +24,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from translator.errors import first_line
+from translator.errors import TranslatorError, first_line
 from translator.inference.engines import engine_name
-from translator.inference.paragraphs import rejoin, segment_texts, segmenter_for
+from translator.inference.paragraphs import (
+    rejoin,
+    segment_texts,
+    segmenter_for,
+    sentence_prefixes,
+)
 from translator.serving.answers import (
     attention_size,
     check_attention,
@@ -210,20 +215,26 @@ async def answer_translate(server: Server, request: Request) -> Response:
         check_attention(attention, *engine.attention_shape)
     start = time.perf_counter()
     segmenter = server.segmenter if parsed.segment else None
-    cut, sentences = None, parsed.sentences
+    cut, sentences, prefixes = None, parsed.sentences, parsed.prefixes
     if segmenter:  # the sentences of every text are translated together, then rejoined
-        cut, sentences = await asyncio.to_thread(segment_texts, parsed.sentences, segmenter)
+        whole = [bool(p) for p in prefixes] if prefixes else None  # prefixed texts stay whole
+        cut, sentences = await asyncio.to_thread(segment_texts, parsed.sentences, segmenter,
+                                                 whole)  # fmt: skip
         if len(sentences) > cfg.max_segments:
             raise BadRequest(413, f"the texts hold {len(sentences)} sentences; the limit is "
                                   f"{cfg.max_segments} (max_segments)")  # fmt: skip
+        prefixes = sentence_prefixes(cut, prefixes)
     done = []
     if sentences:  # (blank texts only: nothing to decode)
         job = asyncio.ensure_future(
-            server.batcher.translate(sentences, decode, attention is not None)
+            server.batcher.translate(sentences, decode, attention is not None, prefixes)
         )
         if not await finished_unless_gone(job, request, cfg.request_timeout_s):
             return Response(status_code=499)  # the client has gone; nobody reads this
-        done = job.result()
+        try:
+            done = job.result()
+        except TranslatorError as error:  # the request's own input: a prefix without room
+            raise BadRequest(422, first_line(error)) from None
     results = done if cut is None else rejoin(cut, done)
     selected = [None] * len(results)
     if attention is not None:

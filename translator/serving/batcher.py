@@ -2,7 +2,9 @@
 
 Requests wait in a queue. A worker takes the oldest, then, for up to `max_wait_ms`, every
 waiting request with the same decode settings until the batch holds `max_batch_size` sentences,
-and decodes them in one call on a worker thread (the event loop keeps answering). It waits only
+and decodes them in one call on a worker thread (the event loop keeps answering). A batch that
+fails on one request's input (a TranslatorError) is decoded again request by request, so only
+that request fails. It waits only
 when there is company to wait for (other requests queued, or several in the last batch): a lone
 client's request is decoded at once. The wait starts when the oldest request arrived or, if the
 worker was busy then, when it became free: clients answered by the last batch send their next
@@ -18,10 +20,11 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 from omegaconf import DictConfig
 
+from translator.errors import TranslatorError
 from translator.inference.translator import Translation
 from translator.serving.engine import Engine
 from translator.serving.metrics import ServerMetrics
@@ -33,6 +36,7 @@ class Job:
     decode: DictConfig
     attention: bool
     future: asyncio.Future
+    prefixes: list[str] | None = None  # per sentence, its translation's forced start
     arrived: float = field(default_factory=time.perf_counter)
 
     @cached_property
@@ -78,10 +82,11 @@ class Batcher:
             self.worker.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def translate(self, sentences: list[str], decode: DictConfig, attention: bool
-                        ) -> list[Translation]:  # fmt: skip
+    async def translate(self, sentences: list[str], decode: DictConfig, attention: bool,
+                        prefixes: list[str] | None = None) -> list[Translation]:  # fmt: skip
         """The translations of one request, once its batch has been decoded."""
-        job = Job(sentences, decode, attention, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        job = Job(sentences, decode, attention, future, prefixes)
         self.pending.append(job)
         self.metrics.queue_depth = len(self.pending)
         self.wakeup.set()
@@ -147,27 +152,40 @@ class Batcher:
         return sum(len(job.sentences) for job in jobs)
 
     async def _decode(self, batch: list[Job]) -> None:
-        sentences = [s for job in batch for s in job.sentences]
-        first = batch[0]
-        loop = asyncio.get_running_loop()
         self.decoding = True
         try:
-            results = await loop.run_in_executor(
-                self.executor, self.engine.translate, sentences, first.decode, first.attention
-            )
+            results = await self._translate(batch)
         except Exception as error:  # a failed batch fails its requests, not the server
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
+            results = error
         finally:
             self.free_since = time.perf_counter()
             self.decoding = False
+        if not isinstance(results, Exception):
+            self._answer(batch, results)
+        elif len(batch) > 1 and isinstance(results, TranslatorError):
+            for job in batch:  # one request's bad input (a prefix too long) fails only it
+                await self._decode([job])
+        else:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(results)
+
+    def _answer(self, batch: list[Job], results: list[Translation]) -> None:
+        """Each job's future gets its own translations."""
         self.last_batch_jobs = len(batch)
-        self.metrics.batch_done(len(batch), len(sentences))
+        self.metrics.batch_done(len(batch), len(results))
         start = 0
         for job in batch:
             end = start + len(job.sentences)
             if not job.future.done():
                 job.future.set_result(results[start:end])
             start = end
+
+    async def _translate(self, batch: list[Job]) -> list[Translation]:
+        """The batch's sentences translated on the decode thread (with their jobs' prefixes)."""
+        sentences = [s for job in batch for s in job.sentences]
+        prefixes = [p for job in batch for p in (job.prefixes or [""] * len(job.sentences))]
+        first = batch[0]
+        given = {"prefixes": prefixes} if any(prefixes) else {}
+        work = partial(self.engine.translate, sentences, first.decode, first.attention, **given)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)

@@ -83,7 +83,9 @@ class Engine:
         key = tuple(sorted(OmegaConf.to_container(decode).items()))
         return self._translators.get_or_make(key, lambda: self.default.with_decode(decode))
 
-    def translate(self, sentences: list[str], decode: DictConfig, attention: bool
-                  ) -> list[Translation]:  # fmt: skip
+    def translate(self, sentences: list[str], decode: DictConfig, attention: bool,
+                  prefixes: list[str] | None = None) -> list[Translation]:  # fmt: skip
+        given = {"prefixes": prefixes} if prefixes else {}
         with self._lock:
-            return self.translator(decode).translate_detailed(sentences, attention=attention)
+            return self.translator(decode).translate_detailed(sentences, attention=attention,
+                                                              **given)  # fmt: skip

@@ -37,6 +37,7 @@ class TranslateRequest:
     decode: dict  # the request's decode overrides
     attention: AttentionRequest | None  # None: no attention weights
     segment: bool  # cut each text into sentences (serve.yaml's `segment` unless the body says)
+    prefixes: list[str] | None = None  # per text, words its translation must start with
 
 
 def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
@@ -49,17 +50,47 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
         raise BadRequest(400, f"the body is not valid JSON: {first_line_of(error)}") from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'expected a JSON object such as {"text": "..."}')
-    unknown = sorted(set(data) - {"text", "texts", "decode", "attention", "segment"})
+    unknown = sorted(set(data) - {"text", "texts", "decode", "attention", "segment", "prefix"})
     if unknown:
         raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
-                              "attention, segment)")  # fmt: skip
+                              "attention, segment, prefix)")  # fmt: skip
     sentences, single = sentences_of(data, limits)
     decode = decode_of(data.get("decode", {}), limits)
     segment = data.get("segment", limits.segment)
     if not isinstance(segment, bool):
         raise BadRequest(422, f"segment must be true or false, not {segment!r}")
     attention = attention_of(data.get("attention", False))
-    return TranslateRequest(sentences, single, decode, attention, segment)
+    prefixes = prefixes_of(data["prefix"], single, len(sentences), limits) if "prefix" in data \
+        else None  # fmt: skip
+    return TranslateRequest(sentences, single, decode, attention, segment, prefixes)
+
+
+def prefixes_of(value, single: bool, count: int, limits: DictConfig) -> list[str]:
+    """One target prefix per text: a string with "text"; with "texts", a list as long as it
+    ("" or null: none for that text)."""
+    if single:
+        value = [value]
+        names = ["prefix"]
+    else:
+        if not isinstance(value, list) or len(value) != count:
+            raise BadRequest(422, f"prefix must be a list of {count} strings (one per text; "
+                                  f'"" for none), not {str(value)[:60]}')  # fmt: skip
+        names = [f"prefix[{i}]" for i in range(count)]
+    prefixes = []
+    for name, prefix in zip(names, value, strict=True):
+        if prefix is None:
+            prefix = ""
+        if not isinstance(prefix, str):
+            raise BadRequest(422, f"{name} must be a string, not {type(prefix).__name__}")
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(422, f"{name} is not valid Unicode (a lone surrogate)") from None
+        if len(prefix) > limits.max_prefix_chars:
+            raise BadRequest(413, f"{name} has {len(prefix)} characters; the limit is "
+                                  f"{limits.max_prefix_chars} (max_prefix_chars)")  # fmt: skip
+        prefixes.append(prefix.strip())
+    return prefixes
 
 
 def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:

@@ -377,6 +377,7 @@ class ServeConfig:
     max_sentences: int = MISSING
     max_chars: int = MISSING
     max_prefix_chars: int = MISSING
+    alignment_layer: int = MISSING
     segment: bool = MISSING
     max_segments: int = MISSING
     max_beam_size: int = MISSING

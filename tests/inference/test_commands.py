@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from translator.errors import CorpusError
+from translator.errors import CorpusError, TranslatorError
 from translator.inference.commands import translate_file, translate_stream
 from translator.inference.translator import Translation
 
@@ -22,17 +22,22 @@ class StubTranslator:
         self.decode = SimpleNamespace(batch_size=batch_size)
         self.calls: list[list[str]] = []
         self.prefixes: list[list[str] | None] = []
+        self.alignments: list[int | None] = []
         self.fail = fail
 
-    def translate_detailed(self, sentences, progress=None, prefixes=None, **_):
+    def translate_detailed(self, sentences, progress=None, prefixes=None, alignment=None, **_):
         self.calls.append(list(sentences))
+        self.alignments.append(alignment)
         self.prefixes.append(prefixes)
         if self.fail and len(self.calls) == 1:
             raise self.fail
         prefixes = prefixes or [""] * len(sentences)
-        return [Translation(source=s, text=f"{p} {s.upper()}".strip(), score=0.0,
-                            length_limited="..." in s)
-                for s, p in zip(sentences, prefixes, strict=True)]  # fmt: skip
+        found = [Translation(source=s, text=f"{p} {s.upper()}".strip(), score=0.0,
+                             length_limited="..." in s)
+                 for s, p in zip(sentences, prefixes, strict=True)]  # fmt: skip
+        for result in found if alignment is not None else []:  # word i to word i
+            result.alignment = [(i, i) for i in range(len(result.text.split()))]
+        return found
 
 
 class Pipe(io.StringIO):
@@ -152,3 +157,18 @@ def test_prefixes_on_standard_input_follow_the_lines(monkeypatch, tmp_path, caps
     translate_stream(stub, OmegaConf.merge(CFG, {"prefix": str(prefixes)}))
     assert stub.prefixes == [["", "Two"]]
     assert capsys.readouterr().out == "EINS\nTwo ZWEI\n"
+
+
+def test_print_alignment_adds_each_lines_word_links(tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("One two. Three.\n\nFour\n", encoding="utf-8")
+    stub = StubTranslator()
+    cfg = {"input": str(source), "output": None, "segment": True, "print_alignment": True,
+           "alignment_layer": -2}  # fmt: skip
+    translate_file(stub, OmegaConf.merge(CFG, cfg))
+    assert stub.alignments == [-2]
+    # "One two." and "Three." are translated apart: the second's words count from the line's
+    # start on both sides.
+    assert capsys.readouterr().out == "ONE TWO. THREE. ||| 0-0 1-1 2-2\n ||| \nFOUR ||| 0-0\n"
+    with pytest.raises(TranslatorError, match="not with print_n_best"):
+        translate_file(stub, OmegaConf.merge(CFG, {**cfg, "print_n_best": True}))

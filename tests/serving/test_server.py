@@ -147,6 +147,22 @@ def test_a_prefix_begins_the_translation_and_keeps_its_text_whole(server, traine
     assert answer["translations"][1]["text"].startswith("Two")
 
 
+def test_alignment_links_the_words_of_texts_and_of_their_sentences(server, trained_run, sentences):
+    translator = Translator.from_run_dir(trained_run[0].run_dir)
+    own = translator.translate_detailed(sentences[:2], alignment=-1)
+    status, answer = request(f"{server}/translate", {"text": sentences[0], "alignment": True})
+    assert status == 200 and answer["alignment"] == [list(link) for link in own[0].alignment]
+    text = f"{sentences[0]} {sentences[1]}"
+    status, answer = request(f"{server}/translate", {"text": text, "alignment": True})
+    parts = answer["sentences"]
+    assert [p["alignment"] for p in parts] == [[list(x) for x in t.alignment] for t in own]
+    words = len(sentences[0].split()), len(own[0].text.split())
+    second = [[i + words[0], j + words[1]] for i, j in own[1].alignment]
+    assert answer["alignment"] == parts[0]["alignment"] + second  # counted from the text's start
+    status, plain = request(f"{server}/translate", {"text": sentences[0]})
+    assert "alignment" not in plain
+
+
 def test_concurrent_requests_are_batched_and_each_caller_gets_its_own(server, sentences, expected):
     before = request(f"{server}/metrics")[1]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -224,6 +240,8 @@ BAD_INPUTS = [
      "prefix must be a list of 2 strings"),
     ("a prefix not a string", b'{"texts": ["a", "b"], "prefix": ["x", 3]}', 422,
      "prefix[1] must be a string, not int"),
+    ("alignment not a boolean", b'{"text": "a", "alignment": 1}', 422,
+     "alignment must be true or false, not 1"),
     ("too long a prefix", json.dumps({"text": "a", "prefix": "b" * 501}).encode(), 413,
      "prefix has 501 characters; the limit is 500 (max_prefix_chars)"),
     ("a prefix without room", json.dumps({"text": "Ja.", "prefix": "a " * 40}).encode(), 422,

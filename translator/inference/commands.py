@@ -18,6 +18,7 @@ from tqdm import tqdm
 from translator.atomic import open_atomic
 from translator.data.sources import count_lines, open_binary
 from translator.errors import CorpusError, TranslatorError
+from translator.inference.alignment import pharaoh
 from translator.inference.engines import from_command
 from translator.inference.paragraphs import segmenter_for, translate_texts
 from translator.inference.translator import Translation, Translator
@@ -40,12 +41,34 @@ def warn_length_limited(results: list[Translation], first_line: int = 1) -> int:
     return len(limited)
 
 
-def format_translation(index: int, translation: Translation, all_hypotheses: bool) -> str:
+def format_translation(index: int, translation: Translation, all_hypotheses: bool,
+                       alignment: bool = False) -> str:  # fmt: skip
+    """A translation's output line: its text (with `alignment`, then " ||| " and its word
+    links "i-j ..."), or with `all_hypotheses` its n-best list, one "index ||| text ||| score"
+    line each."""
+    if alignment:
+        return f"{translation.text} ||| {pharaoh(translation.alignment or [])}"
     if not all_hypotheses:
         return translation.text
     if not translation.n_best:
         return f"{index} ||| ||| 0.0000"
     return "\n".join(f"{index} ||| {text} ||| {score:.4f}" for text, score in translation.n_best)
+
+
+def format_line(index: int, translation: Translation, cfg: DictConfig) -> str:
+    """`format_translation` as the command's settings ask."""
+    return format_translation(index, translation, cfg.print_n_best,
+                              bool(cfg.get("print_alignment")))  # fmt: skip
+
+
+def alignment_layer(cfg: DictConfig) -> dict:
+    """The `alignment` argument of `translate_texts` when `print_alignment` asks for links."""
+    if not cfg.get("print_alignment"):
+        return {}
+    if cfg.print_n_best:
+        raise TranslatorError("print_alignment links the words of the best translation only: "
+                              "not with print_n_best")  # fmt: skip
+    return {"alignment": cfg.alignment_layer}
 
 
 def decode_line(raw: bytes, where: str, strict: bool) -> str:
@@ -150,9 +173,9 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
             error = failure
             lines, prefixes = [line for line, _ in block], [prefix for _, prefix in block]
             results = translate_texts(translator, lines, segmenter, progress=bar.update,
-                                      prefixes=prefixes)  # fmt: skip
+                                      prefixes=prefixes, **alignment_layer(cfg))  # fmt: skip
             warn_length_limited(results, first_line=count + 1)
-            sink.write("".join(f"{format_translation(count + i, r, cfg.print_n_best)}\n"
+            sink.write("".join(f"{format_line(count + i, r, cfg)}\n"
                                for i, r in enumerate(results)))  # fmt: skip
             sink.flush()
             count += len(block)
@@ -182,10 +205,11 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
         if not pending:
             return
         lines, prefixes = [line for line, _ in pending], [prefix for _, prefix in pending]
-        results = translate_texts(translator, lines, segmenter, prefixes=prefixes)
+        results = translate_texts(translator, lines, segmenter, prefixes=prefixes,
+                                  **alignment_layer(cfg))  # fmt: skip
         warn_length_limited(results, first_line=count + 1)
         for result in results:
-            print(format_translation(count, result, cfg.print_n_best), flush=True)
+            print(format_line(count, result, cfg), flush=True)
             count += 1
 
     try:
@@ -212,9 +236,9 @@ def translate(cfg: DictConfig) -> dict:
     if cfg.text:
         prefix = cfg.get("prefix_text") or ""
         result = translate_texts(translator, [cfg.text], segmenter_of(translator, cfg),
-                                 prefixes=[prefix])[0]  # fmt: skip
+                                 prefixes=[prefix], **alignment_layer(cfg))[0]  # fmt: skip
         warn_length_limited([result])
-        print(format_translation(0, result, cfg.print_n_best))
+        print(format_line(0, result, cfg))
         return {"sentences": 1, "translation": result.text}
     if cfg.input:
         return translate_file(translator, cfg)

@@ -103,7 +103,10 @@ def build_spec(model: Transformer, tokenizers: TokenizerPair):
     layers, heads, pre_norm = model.num_layers, model.num_heads, model.norm_first
     relu = common_spec.Activation.RELU
     encoder = transformer_spec.TransformerEncoderSpec(layers, heads, pre_norm, relu)
-    decoder = transformer_spec.TransformerDecoderSpec(layers, heads, pre_norm, relu)
+    # Attention returned for word alignment: the last layer's, all heads averaged.
+    decoder = transformer_spec.TransformerDecoderSpec(
+        layers, heads, pre_norm, relu, alignment_layer=-1, alignment_heads=heads
+    )
     positions = sinusoidal_positions(model.max_positions, model.d_model)
     source_table = _f32(model.encoder.embedding.token_embedding.embeddings)
     target_table = _f32(model.decoder.embedding.token_embedding.embeddings)
@@ -190,14 +193,19 @@ def _readme(target, tokenizers, quantization, origin, model) -> str:
     )
 
 
+ALIGNMENT = "last decoder layer, heads averaged"
+
+
 def weights_origin(run, weights_file: Path) -> dict:
-    """What identifies a conversion's source: the run, its weights file, size and time."""
+    """What identifies a conversion's source: the run, its weights file, size and time, and
+    the attention it returns for alignment (a conversion made before it did is remade)."""
     stat = Path(weights_file).stat()
     return {
         "run": str(run),
         "weights": str(weights_file),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "alignment": ALIGNMENT,
     }
 
 

@@ -20,12 +20,15 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 from omegaconf import DictConfig
 
 from translator.errors import RunDirError, TranslatorError, first_line
+from translator.inference.alignment import links
 from translator.inference.ct2_model import converted_from, weights_origin, write_model
 from translator.inference.parallel import in_order
 from translator.inference.scoring import PairScore, check_pairs, check_target_length
@@ -170,11 +173,18 @@ class CTranslate2Translator:
         attention: bool = False,
         progress: Callable[[int], None] | None = None,
         prefixes: list[str] | None = None,
+        alignment: int | None = None,
     ) -> list[Translation]:
         """Translations with scores and n-best lists (attention: TensorFlow engine only);
-        `prefixes` as for `Translator.translate_detailed` (CTranslate2's target_prefix)."""
+        `prefixes` as for `Translator.translate_detailed` (CTranslate2's target_prefix);
+        `alignment` -1: word links from the last layer's cross-attention, heads averaged (the
+        one CTranslate2 returns)."""
         if attention:
             raise TranslatorError("attention weights need engine=tensorflow")
+        if alignment not in (None, -1):
+            raise TranslatorError(f"alignment_layer={alignment}: engine=ctranslate2 aligns with "
+                                  "the last layer only (-1)")  # fmt: skip
+        align = alignment is not None
         prefixes = check_prefixes(sentences, prefixes)
         results: list[Translation | None] = [None] * len(sentences)
         pieces, truncated = {}, set()
@@ -195,11 +205,13 @@ class CTranslate2Translator:
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         batches = ([(pieces[i], forced[i]) for i in chunk] for chunk in chunks)
         found = in_order(
-            self._search_batch, batches, min(self.decode.parallel_batches, len(chunks))
-        )
+            partial(self._search_batch, align=align), batches,
+            min(self.decode.parallel_batches, len(chunks)),
+        )  # fmt: skip
         for chunk, chunk_results in zip(chunks, found, strict=True):
             for i, result in zip(chunk, chunk_results, strict=True):
-                results[i] = self._translation(sentences[i].strip(), result, i in truncated)
+                results[i] = self._translation(sentences[i].strip(), result, i in truncated,
+                                               align)  # fmt: skip
             if progress:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
@@ -229,17 +241,18 @@ class CTranslate2Translator:
         text = sentence.lower() if self.tokenizers.target.lowercase else sentence
         return self._target.encode(text, out_type=str)
 
-    def _search_batch(self, batch: list[tuple[list[str], list[str] | None]]) -> list:
+    def _search_batch(self, batch: list[tuple[list[str], list[str] | None]], align: bool = False
+                      ) -> list:  # fmt: skip
         """Search (source pieces, prefix pieces or None) pairs with the batch's largest output
         limit (CTranslate2 takes one per call); a sentence whose hypotheses reach its own
         smaller limit is searched again alone with it, so each sentence keeps its own limit as
         in the TensorFlow decoder."""
         sources, prefixes = [source for source, _ in batch], [prefix for _, prefix in batch]
         limits = [self._limit(len(source)) for source in sources]
-        found = self._search(sources, max(limits), prefixes)
+        found = self._search(sources, max(limits), prefixes, align)
         for b, (source, limit) in enumerate(zip(sources, limits, strict=True)):
             if limit < max(limits) and max(map(len, found[b].hypotheses)) >= limit:
-                found[b] = self._search([source], limit, [prefixes[b]])[0]
+                found[b] = self._search([source], limit, [prefixes[b]], align)[0]
         return found
 
     def _prefix_pieces(self, sentence: str, prefix: str, source_pieces: int) -> list[str] | None:
@@ -274,7 +287,7 @@ class CTranslate2Translator:
         return min(math.ceil(a * (pieces + 2)) + b, self.max_positions)
 
     def _search(self, batch: list[list[str]], limit: int,
-                prefixes: list[list[str] | None] | None = None):  # fmt: skip
+                prefixes: list[list[str] | None] | None = None, align: bool = False):  # fmt: skip
         beam = self.decode.strategy == "beam"
         return self.engine.translate_batch(
             batch,
@@ -287,6 +300,7 @@ class CTranslate2Translator:
             max_input_length=0,
             return_scores=True,
             return_end_token=True,
+            return_attention=align,
             **self._sampling(),
         )
 
@@ -295,19 +309,37 @@ class CTranslate2Translator:
         options = sampling_options(self.decode) or {}
         return {CT2_SAMPLING[key]: value for key, value in options.items()}
 
-    def _translation(self, source: str, result, truncated: bool) -> Translation:
+    def _translation(self, source: str, result, truncated: bool, align: bool = False
+                     ) -> Translation:  # fmt: skip
         alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0
         ranked = []
-        for hypothesis, score in zip(result.hypotheses, result.scores, strict=True):
+        for h, (hypothesis, score) in enumerate(zip(result.hypotheses, result.scores,
+                                                    strict=True)):  # fmt: skip
             length = len(hypothesis)  # with END when it ended
             total = score * length**alpha  # undo CTranslate2's length normalisation
             ended = bool(hypothesis) and hypothesis[-1] == END_PIECE
-            ranked.append((self._text(hypothesis), total / ((5 + length) / 6) ** alpha, ended))
+            ranked.append((self._text(hypothesis), total / ((5 + length) / 6) ** alpha, ended, h))
         ranked.sort(key=lambda entry: -entry[1])
-        n_best = [(text, score) for text, score, _ in ranked]
+        n_best = [(text, score) for text, score, _, _ in ranked]
         n_best = n_best[: self.decode.n_best if self.decode.strategy == "beam" else 1]
-        return Translation(source, n_best[0][0], n_best[0][1], n_best, truncated=truncated,
-                           length_limited=not ranked[0][2])  # fmt: skip
+        translation = Translation(
+            source,
+            n_best[0][0],
+            n_best[0][1],
+            n_best,
+            truncated=truncated,
+            length_limited=not ranked[0][2],
+        )
+        if align:
+            translation.alignment = self._links(source, result, ranked[0][3])
+        return translation
+
+    def _links(self, source: str, result, best: int) -> list[tuple[int, int]]:
+        """The word links of hypothesis `best` from the cross-attention CTranslate2 returned
+        for it (target pieces x source pieces, without the START and END it adds itself)."""
+        text = source.lower() if self.tokenizers.source.lowercase else source
+        pieces = self._source.encode(text, out_type=str)[: self.max_tokens - 2]
+        return links(np.asarray(result.attention[best]), pieces, result.hypotheses[best])
 
     def _text(self, hypothesis: list[str]) -> str:
         ids = [self._target.piece_to_id(piece) for piece in hypothesis]

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from omegaconf import DictConfig
 
+from translator.inference.alignment import shifted
 from translator.inference.translator import SentenceTranslation, Translation
 from translator.segmentation import Segmented, Segmenter, outer_span
 
@@ -39,16 +40,20 @@ def translate_texts(
     attention: bool = False,
     progress: Callable[[float], None] | None = None,
     prefixes: list[str] | None = None,
+    alignment: int | None = None,
 ) -> list[Translation]:
     """One Translation per text. With a segmenter, each text's sentences are translated
     (together with every other text's) and joined: `Translation.sentences` holds each
     sentence's span and translation, `score` their sum. `progress` is called with the number
     of texts finished (fractions of a text while its sentences are translated). `prefixes`:
-    per text, words its translation must start with ("": none); such texts stay whole."""
+    per text, words its translation must start with ("": none); such texts stay whole.
+    `alignment`: the layer whose cross-attention links words (`Translation.alignment`, of the
+    whole text: words counted from its start)."""
     given = {"prefixes": prefixes} if prefixes and any(prefixes) else {}
+    aligned = {} if alignment is None else {"alignment": alignment}
     if segmenter is None:
         return translator.translate_detailed(texts, attention=attention, progress=progress,
-                                             **given)  # fmt: skip
+                                             **given, **aligned)  # fmt: skip
     cut, sentences = segment_texts(texts, segmenter, [bool(p) for p in given.get("prefixes", [])])
     if given:
         given = {"prefixes": sentence_prefixes(cut, prefixes)}
@@ -58,9 +63,21 @@ def translate_texts(
         progress(empty)  # texts without a sentence are done already
     done = translator.translate_detailed(
         sentences, attention=attention, progress=progress and whole_steps(progress, share),
-        **given,
+        **given, **aligned,
     )  # fmt: skip
     return rejoin(cut, done)
+
+
+def joined_alignment(cut: Segmented, parts: list[Translation]) -> list[tuple[int, int]] | None:
+    """The word links of a segmented text from its sentences': each sentence's words counted
+    from the text's start, on both sides (what lies between sentences is whitespace)."""
+    if any(part.alignment is None for part in parts):
+        return None
+    found, target_words = [], 0
+    for (start, _), part in zip(cut.spans, parts, strict=True):
+        found += shifted(part.alignment, len(cut.text[:start].split()), target_words)
+        target_words += len(part.text.split())
+    return found
 
 
 def sentence_prefixes(cut: list[Segmented], prefixes: list[str] | None) -> list[str] | None:
@@ -127,4 +144,5 @@ def joined(cut: Segmented, parts: list[Translation]) -> Translation:
         truncated=any(part.truncated for part in parts),
         length_limited=any(part.length_limited for part in parts),
         sentences=sentences,
+        alignment=joined_alignment(cut, parts),
     )

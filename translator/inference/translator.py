@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
+from translator.inference.alignment import links
 from translator.inference.decoding import Sampler, beam_search, greedy_search
 from translator.inference.parallel import in_order
 from translator.inference.scoring import ForcedScorer, PairScore
@@ -52,6 +53,7 @@ class Translation:
     truncated: bool = False  # the source was cut to the model's max_tokens
     length_limited: bool = False  # the output reached its length limit without END
     sentences: list[SentenceTranslation] = field(default_factory=list)  # when segmented
+    alignment: list[tuple[int, int]] | None = None  # (source word, target word) links
 
 
 @dataclass
@@ -333,6 +335,7 @@ class Translator:
         attention: bool = False,
         progress: Callable[[int], None] | None = None,
         prefixes: list[str] | None = None,
+        alignment: int | None = None,
     ) -> list[Translation]:
         """Translations with scores, n-best lists and optionally every layer's attention.
 
@@ -342,8 +345,12 @@ class Translator:
             progress: called with the number of sentences finished after each batch.
             prefixes: per sentence, text its translation must start with ("": none); the
                 search continues after it and its tokens count in the score.
+            alignment: the decoder layer whose cross-attention (heads averaged) aligns the
+                words of each best translation to its source (`Translation.alignment`; -1:
+                the last); None: no alignment.
         """
         prefixes = check_prefixes(sentences, prefixes)
+        check_layer(alignment, self.model.num_layers)
         results: list[Translation | None] = [None] * len(sentences)
         order = [
             i
@@ -359,7 +366,9 @@ class Translator:
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
         batches = ([(sentences[i].strip(), prefixes[i]) for i in chunk] for chunk in chunks)
         decoded = in_order(
-            lambda batch: self._translate_batch(*zip(*batch, strict=True), attention=attention),
+            lambda batch: self._translate_batch(
+                *zip(*batch, strict=True), attention=attention, alignment=alignment
+            ),
             batches,
             min(self.decode.parallel_batches, len(chunks)),
         )
@@ -370,8 +379,8 @@ class Translator:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
 
-    def _translate_batch(self, batch: list[str], prefixes: list[str], attention: bool = False
-                         ) -> list[Translation]:  # fmt: skip
+    def _translate_batch(self, batch: list[str], prefixes: list[str], attention: bool = False,
+                         alignment: int | None = None) -> list[Translation]:  # fmt: skip
         batch = list(batch)
         lengths = self.tokenizers.source.tokenize(batch).row_lengths().numpy() + 2
         for sentence, length in zip(batch, lengths, strict=True):
@@ -403,8 +412,14 @@ class Translator:
                     length_limited=not ended[b, 0],
                 )
             )
-        if attention:
+        if attention or alignment is not None:
             self._add_attention(results, source_ids.numpy(), tokens[:, 0])
+        if alignment is not None:
+            for result in results:
+                cross = result.attention["cross"][alignment].mean(axis=0)
+                result.alignment = links(cross, result.source_pieces, result.target_pieces)
+                if not attention:
+                    result.attention = None  # asked for the links only
         return results
 
     def prefix_ids(self, batch: list[str], prefixes: list[str], source_ids: tf.Tensor
@@ -446,6 +461,13 @@ class Translator:
                 "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
                 "cross": [w[b, :, :t, :s] for w in weights["cross"]],
             }
+
+
+def check_layer(layer: int | None, layers: int) -> None:
+    """`layer` (None, or an index from the first or, negative, from the last) must exist."""
+    if layer is not None and not -layers <= layer < layers:
+        raise TranslatorError(f"alignment_layer={layer}: the model has {layers} decoder layers "
+                              f"(0 to {layers - 1}, or -1 for the last)")  # fmt: skip
 
 
 def check_prefixes(sentences: list[str], prefixes: list[str] | None) -> list[str]:

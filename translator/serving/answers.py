@@ -90,6 +90,8 @@ def translation_json(translation: Translation, n_best: int, attention: dict | li
         result["n_best"] = n_best_json(translation)
     if isinstance(attention, dict):
         result["attention"] = attention
+    if translation.alignment is not None:
+        result["alignment"] = [list(link) for link in translation.alignment]
     if translation.truncated:
         result["truncated"] = True
     if translation.length_limited:
@@ -114,6 +116,8 @@ def sentence_json(part: SentenceTranslation, attention: dict | None, n_best: int
         entry["n_best"] = n_best_json(translation)
     if attention is not None:
         entry["attention"] = attention
+    if translation.alignment is not None:  # the sentence's own words, from 0 on both sides
+        entry["alignment"] = [list(link) for link in translation.alignment]
     if translation.truncated:
         entry["truncated"] = True
     if translation.length_limited:

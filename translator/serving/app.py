@@ -227,7 +227,13 @@ async def answer_translate(server: Server, request: Request) -> Response:
     done = []
     if sentences:  # (blank texts only: nothing to decode)
         job = asyncio.ensure_future(
-            server.batcher.translate(sentences, decode, attention is not None, prefixes)
+            server.batcher.translate(
+                sentences,
+                decode,
+                attention is not None,
+                prefixes,
+                cfg.alignment_layer if parsed.alignment else None,
+            )
         )
         if not await finished_unless_gone(job, request, cfg.request_timeout_s):
             return Response(status_code=499)  # the client has gone; nobody reads this

@@ -37,12 +37,13 @@ class Job:
     attention: bool
     future: asyncio.Future
     prefixes: list[str] | None = None  # per sentence, its translation's forced start
+    alignment: int | None = None  # the layer whose cross-attention links words; None: none
     arrived: float = field(default_factory=time.perf_counter)
 
     @cached_property
     def key(self) -> tuple:
         """What a batch's jobs share (read many times while a batch is collected)."""
-        return (tuple(sorted(self.decode.items())), self.attention)
+        return (tuple(sorted(self.decode.items())), self.attention, self.alignment)
 
 
 class Batcher:
@@ -83,10 +84,11 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def translate(self, sentences: list[str], decode: DictConfig, attention: bool,
-                        prefixes: list[str] | None = None) -> list[Translation]:  # fmt: skip
+                        prefixes: list[str] | None = None, alignment: int | None = None
+                        ) -> list[Translation]:  # fmt: skip
         """The translations of one request, once its batch has been decoded."""
         future = asyncio.get_running_loop().create_future()
-        job = Job(sentences, decode, attention, future, prefixes)
+        job = Job(sentences, decode, attention, future, prefixes, alignment)
         self.pending.append(job)
         self.metrics.queue_depth = len(self.pending)
         self.wakeup.set()
@@ -187,5 +189,7 @@ class Batcher:
         prefixes = [p for job in batch for p in (job.prefixes or [""] * len(job.sentences))]
         first = batch[0]
         given = {"prefixes": prefixes} if any(prefixes) else {}
+        if first.alignment is not None:
+            given["alignment"] = first.alignment
         work = partial(self.engine.translate, sentences, first.decode, first.attention, **given)
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)

@@ -38,6 +38,7 @@ class TranslateRequest:
     attention: AttentionRequest | None  # None: no attention weights
     segment: bool  # cut each text into sentences (serve.yaml's `segment` unless the body says)
     prefixes: list[str] | None = None  # per text, words its translation must start with
+    alignment: bool = False  # word links (source word, target word) in the answer
 
 
 def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
@@ -50,10 +51,11 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
         raise BadRequest(400, f"the body is not valid JSON: {first_line_of(error)}") from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'expected a JSON object such as {"text": "..."}')
-    unknown = sorted(set(data) - {"text", "texts", "decode", "attention", "segment", "prefix"})
+    known = {"text", "texts", "decode", "attention", "segment", "prefix", "alignment"}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
-                              "attention, segment, prefix)")  # fmt: skip
+                              "attention, segment, prefix, alignment)")  # fmt: skip
     sentences, single = sentences_of(data, limits)
     decode = decode_of(data.get("decode", {}), limits)
     segment = data.get("segment", limits.segment)
@@ -62,7 +64,10 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
     attention = attention_of(data.get("attention", False))
     prefixes = prefixes_of(data["prefix"], single, len(sentences), limits) if "prefix" in data \
         else None  # fmt: skip
-    return TranslateRequest(sentences, single, decode, attention, segment, prefixes)
+    alignment = data.get("alignment", False)
+    if not isinstance(alignment, bool):
+        raise BadRequest(422, f"alignment must be true or false, not {alignment!r}")
+    return TranslateRequest(sentences, single, decode, attention, segment, prefixes, alignment)
 
 
 def prefixes_of(value, single: bool, count: int, limits: DictConfig) -> list[str]:

@@ -90,12 +90,15 @@ def evaluate(cfg: DictConfig) -> dict:
     stem = f"{name}.{weights}.{decode_name(decode)}"
     stem += "" if engine == "tensorflow" else f".{engine}"
     stem += ".segmented" if segmenter else ""
+    members = [str(member) for member in getattr(translator, "members", [])]
+    stem += f".ensemble{len(members)}" if members else ""
     hyp_path, report_path = out_dir / f"{stem}.hyp", out_dir / f"{stem}.json"
     if report_path.exists():
         log.warning("replacing the earlier report %s (and its hypotheses)", report_path)
     write_atomic(hyp_path, "\n".join(hypotheses) + "\n")
     report = {
         "run_dir": str(run),
+        **({"ensemble": members} if members else {}),
         "dataset": name,
         "sentences": len(sources),
         "length_limited": length_limited,  # hypotheses cut at the output length limit

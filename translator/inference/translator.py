@@ -27,6 +27,7 @@ from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.alignment import links
 from translator.inference.decoding import Sampler, beam_search, greedy_search
+from translator.inference.ensemble import Ensemble, check_shared_vocabulary
 from translator.inference.parallel import in_order
 from translator.inference.scoring import ForcedScorer, PairScore
 from translator.model.transformer import Transformer
@@ -151,6 +152,7 @@ class Translator:
         self.run: RunDir | None = None  # what from_run_dir loaded: the run, its config, weights
         self.run_config: DictConfig | None = None
         self.weights_file: Path | None = None
+        self.members: list[RunDir] = []  # an ensemble's runs (`from_runs`); empty for one run
         if decode.strategy not in ("greedy", "beam"):
             raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
         self._graphs: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
@@ -169,6 +171,25 @@ class Translator:
         return translator
 
     @classmethod
+    def from_runs(cls, run_dirs: list, decode: DictConfig | None = None, weights: str = "auto"
+                  ) -> Translator:  # fmt: skip
+        """An ensemble of runs that share a tokenizer (`Ensemble`), decoding with the first
+        run's settings and any `decode` keys given; one run: `from_run_dir`."""
+        runs = [r if isinstance(r, RunDir) else RunDir(r) for r in run_dirs]
+        if len(runs) == 1:
+            return cls.from_run_dir(runs[0], decode, weights)
+        loaded = [load_run(run, weights) for run in runs]
+        check_shared_vocabulary([str(run) for run in runs], [t for _, _, t, _ in loaded])
+        cfg, _, tokenizers, weights_file = loaded[0]
+        settings = decode_settings(cfg.get("decode"), decode)
+        max_tokens = min(c.data.max_tokens for c, _, _, _ in loaded)
+        ensemble = Ensemble([model for _, model, _, _ in loaded])
+        translator = cls(ensemble, tokenizers, settings, max_tokens)
+        translator.run, translator.run_config, translator.weights_file = runs[0], cfg, weights_file
+        translator.members = runs
+        return translator
+
+    @classmethod
     def from_command(cls, cfg: DictConfig) -> Translator:
         """The translator an inference command's config asks for: its `run_dir` (when null, the
         latest finished run under `paths.checkpoints`), `weights` and `decode` settings."""
@@ -180,7 +201,7 @@ class Translator:
         settings that differ only in length penalty, n-best or batching use the same one."""
         other = Translator(self.model, self.tokenizers, decode, self.max_tokens)
         other.run, other.run_config = self.run, self.run_config
-        other.weights_file = self.weights_file
+        other.weights_file, other.members = self.weights_file, self.members
         other._graphs = self._graphs
         return other
 
@@ -294,13 +315,10 @@ class Translator:
     @staticmethod
     def _reorder_cache(state, rows):
         """Beam search's reordering: only the self-attention caches differ between the
-        hypotheses of a sentence (cross-attention keys, values and padding are per sentence)."""
+        hypotheses of a sentence (cross-attention keys, values and padding are per sentence).
+        An ensemble's cache is a tuple of its members' caches."""
         cache, padding = state
-        cache = [
-            dict(c, self_k=tf.gather(c["self_k"], rows), self_v=tf.gather(c["self_v"], rows))
-            for c in cache
-        ]
-        return cache, padding
+        return _reordered(cache, rows), padding
 
     def _cached_next_logits(self, token_ids, index, state):
         cache, padding = state
@@ -351,6 +369,8 @@ class Translator:
         """
         prefixes = check_prefixes(sentences, prefixes)
         check_layer(alignment, self.model.num_layers)
+        if (attention or alignment is not None) and self.members:
+            raise TranslatorError("attention and alignments need a single run, not an ensemble")
         results: list[Translation | None] = [None] * len(sentences)
         order = [
             i
@@ -461,6 +481,15 @@ class Translator:
                 "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
                 "cross": [w[b, :, :t, :s] for w in weights["cross"]],
             }
+
+
+def _reordered(cache, rows):
+    """A decoder cache (a list of per-layer dicts, or a tuple of them) with its self-attention
+    keys and values gathered at `rows`."""
+    if isinstance(cache, tuple):
+        return tuple(_reordered(member, rows) for member in cache)
+    return [dict(c, self_k=tf.gather(c["self_k"], rows), self_v=tf.gather(c["self_v"], rows))
+            for c in cache]  # fmt: skip
 
 
 def check_layer(layer: int | None, layers: int) -> None:

@@ -174,6 +174,7 @@ class CTranslate2Translator:
         progress: Callable[[int], None] | None = None,
         prefixes: list[str] | None = None,
         alignment: int | None = None,
+        constraints: list[list[str]] | None = None,
     ) -> list[Translation]:
         """Translations with scores and n-best lists (attention: TensorFlow engine only);
         `prefixes` as for `Translator.translate_detailed` (CTranslate2's target_prefix);
@@ -181,6 +182,9 @@ class CTranslate2Translator:
         one CTranslate2 returns)."""
         if attention:
             raise TranslatorError("attention weights need engine=tensorflow")
+        if constraints and any(constraints):
+            raise TranslatorError("terminology constraints need engine=tensorflow (CTranslate2 "
+                                  "has no constrained search)")  # fmt: skip
         if alignment not in (None, -1):
             raise TranslatorError(f"alignment_layer={alignment}: engine=ctranslate2 aligns with "
                                   "the last layer only (-1)")  # fmt: skip

@@ -41,6 +41,7 @@ def translate_texts(
     progress: Callable[[float], None] | None = None,
     prefixes: list[str] | None = None,
     alignment: int | None = None,
+    constraints: list[list[str]] | None = None,
 ) -> list[Translation]:
     """One Translation per text. With a segmenter, each text's sentences are translated
     (together with every other text's) and joined: `Translation.sentences` holds each
@@ -48,15 +49,20 @@ def translate_texts(
     of texts finished (fractions of a text while its sentences are translated). `prefixes`:
     per text, words its translation must start with ("": none); such texts stay whole.
     `alignment`: the layer whose cross-attention links words (`Translation.alignment`, of the
-    whole text: words counted from its start)."""
+    whole text: words counted from its start). `constraints`: per text, target phrases its
+    translation must contain; such texts stay whole too."""
     given = {"prefixes": prefixes} if prefixes and any(prefixes) else {}
+    if constraints and any(constraints):
+        given["constraints"] = constraints
     aligned = {} if alignment is None else {"alignment": alignment}
     if segmenter is None:
         return translator.translate_detailed(texts, attention=attention, progress=progress,
                                              **given, **aligned)  # fmt: skip
-    cut, sentences = segment_texts(texts, segmenter, [bool(p) for p in given.get("prefixes", [])])
-    if given:
-        given = {"prefixes": sentence_prefixes(cut, prefixes)}
+    whole = [bool(p or c) for p, c in zip(given.get("prefixes", [""] * len(texts)),
+                                          given.get("constraints", [[]] * len(texts)),
+                                          strict=True)]  # fmt: skip
+    cut, sentences = segment_texts(texts, segmenter, whole)
+    given = {key: per_sentence(cut, value) for key, value in given.items()}
     empty = sum(1 for one in cut if not one.spans)
     share = (len(texts) - empty) / max(len(sentences), 1)  # of a text, per sentence
     if progress and empty:
@@ -80,12 +86,18 @@ def joined_alignment(cut: Segmented, parts: list[Translation]) -> list[tuple[int
     return found
 
 
+def per_sentence(cut: list[Segmented], values: list) -> list:
+    """Per sentence of segmented texts, its text's value (a prefix, constraints); texts given
+    one are a single sentence, so it goes to their only sentence."""
+    return [own for one, value in zip(cut, values, strict=True)
+            for own in [value] * len(one.spans)]  # fmt: skip
+
+
 def sentence_prefixes(cut: list[Segmented], prefixes: list[str] | None) -> list[str] | None:
     """Per sentence of segmented texts, its text's prefix (texts given one are one sentence)."""
     if not prefixes or not any(prefixes):
         return None
-    return [p for one, prefix in zip(cut, prefixes, strict=True)
-            for p in [prefix] * len(one.spans)]  # fmt: skip
+    return per_sentence(cut, prefixes)
 
 
 def whole_steps(progress: Callable[[int], None], share: float) -> Callable[[int], None]:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from translator.config import CONFIG_DIR, DecodeConfig
 from translator.errors import RunDirError, TranslatorError, first_line
 from translator.inference.alignment import links
+from translator.inference.constraints import constrained_beam_search
 from translator.inference.decoding import Sampler, beam_search, greedy_search
 from translator.inference.ensemble import Ensemble, check_shared_vocabulary
 from translator.inference.parallel import in_order
@@ -157,6 +158,7 @@ class Translator:
             raise TranslatorError(f"decode.strategy={decode.strategy!r}: expected greedy or beam")
         self._graphs: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
         self._scorer: ForcedScorer | None = None
+        self._step = None  # the compiled decoding step of the constrained search
 
     @classmethod
     def from_run_dir(
@@ -354,6 +356,7 @@ class Translator:
         progress: Callable[[int], None] | None = None,
         prefixes: list[str] | None = None,
         alignment: int | None = None,
+        constraints: list[list[str]] | None = None,
     ) -> list[Translation]:
         """Translations with scores, n-best lists and optionally every layer's attention.
 
@@ -366,8 +369,11 @@ class Translator:
             alignment: the decoder layer whose cross-attention (heads averaged) aligns the
                 words of each best translation to its source (`Translation.alignment`; -1:
                 the last); None: no alignment.
+            constraints: per sentence, target phrases its translation must contain, in any
+                order (`constraints.py`: beam search by dynamic beam allocation); [] for none.
         """
         prefixes = check_prefixes(sentences, prefixes)
+        constraints = check_constraints(sentences, constraints, prefixes)
         check_layer(alignment, self.model.num_layers)
         if (attention or alignment is not None) and self.members:
             raise TranslatorError("attention and alignments need a single run, not an ensemble")
@@ -384,7 +390,8 @@ class Translator:
             progress(len(sentences) - len(order))
         size = self.decode.batch_size
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
-        batches = ([(sentences[i].strip(), prefixes[i]) for i in chunk] for chunk in chunks)
+        batches = ([(sentences[i].strip(), prefixes[i], constraints[i]) for i in chunk]
+                   for chunk in chunks)  # fmt: skip
         decoded = in_order(
             lambda batch: self._translate_batch(
                 *zip(*batch, strict=True), attention=attention, alignment=alignment
@@ -399,7 +406,8 @@ class Translator:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
 
-    def _translate_batch(self, batch: list[str], prefixes: list[str], attention: bool = False,
+    def _translate_batch(self, batch: list[str], prefixes: list[str],
+                         constraints: list[list[str]] | None = None, attention: bool = False,
                          alignment: int | None = None) -> list[Translation]:  # fmt: skip
         batch = list(batch)
         lengths = self.tokenizers.source.tokenize(batch).row_lengths().numpy() + 2
@@ -411,9 +419,12 @@ class Translator:
                     file=sys.stderr,
                 )
         source_ids = self.source_ids(tf.constant(batch))
-        prefix = self.prefix_ids(batch, list(prefixes), source_ids)
-        tokens, scores = self._search(source_ids, self.sampling_seed(batch), prefix)
-        tokens, scores = tokens.numpy(), scores.numpy()
+        if constraints and any(constraints):
+            tokens, scores = self._constrained_search(source_ids, list(constraints))
+        else:
+            prefix = self.prefix_ids(batch, list(prefixes), source_ids)
+            tokens, scores = self._search(source_ids, self.sampling_seed(batch), prefix)
+            tokens, scores = tokens.numpy(), scores.numpy()
         texts = self.tokenizers.target.detokenize(tokens.reshape(-1, tokens.shape[-1])).numpy()
         texts = texts.reshape(tokens.shape[:2])
         ended = (tokens == END_ID).any(axis=-1)  # (B, N)
@@ -441,6 +452,33 @@ class Translator:
                 if not attention:
                     result.attention = None  # asked for the links only
         return results
+
+    def _constrained_search(self, source_ids: tf.Tensor, constraints: list[list[str]]
+                            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """`constrained_beam_search` of a batch: tokens (B, 1, L) and scores (B, 1), as the
+        graph searches return them (beam size: decode.beam_size, 5 if the settings are greedy)."""
+        phrases = [[ids for ids in self.tokenizers.target.tokenize(own).to_list() if ids]
+                   if own else [] for own in constraints]  # fmt: skip
+        limits = [int(n) for n in self.output_limits(source_ids).numpy()]
+        memory, padding, _ = self.model.encode(source_ids)
+        beam = self.decode.beam_size if self.decode.strategy == "beam" else 5
+        alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0
+        found = constrained_beam_search(
+            self._log_probs_step, (self.model.init_cache(memory), padding), _gather_state,
+            phrases, limits, beam, alpha, START_ID, END_ID,
+        )  # fmt: skip
+        width = max(1, max(len(tokens) for tokens, _, _ in found))
+        tokens = np.full((len(found), 1, width), PAD_ID, np.int32)
+        for b, (own, _, _) in enumerate(found):
+            tokens[b, 0, : len(own)] = own
+        return tokens, np.array([[score] for _, score, _ in found], np.float32)
+
+    def _log_probs_step(self, tokens: np.ndarray, index: int, state):
+        """One cached decoding step for the constrained search: log-probabilities (N, V)."""
+        if self._step is None:
+            self._step = tf.function(self._cached_next_logits, reduce_retracing=True)
+        logits, state = self._step(tf.constant(tokens[:, None]), tf.constant(index), state)
+        return tf.nn.log_softmax(logits).numpy(), state
 
     def prefix_ids(self, batch: list[str], prefixes: list[str], source_ids: tf.Tensor
                    ) -> tf.Tensor | None:  # fmt: skip
@@ -481,6 +519,28 @@ class Translator:
                 "decoder_self": [w[b, :, :t, :t] for w in weights["decoder_self"]],
                 "cross": [w[b, :, :t, :s] for w in weights["cross"]],
             }
+
+
+def _gather_state(state, rows):
+    """Every tensor of a decoder state (cache and padding) at `rows`."""
+    rows = tf.constant(rows)
+    return tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+
+
+def check_constraints(sentences: list[str], constraints: list[list[str]] | None,
+                      prefixes: list[str]) -> list[list[str]]:  # fmt: skip
+    """One list of constraint phrases per sentence ([] where none is given); a sentence cannot
+    have both constraints and a prefix."""
+    if constraints is None:
+        return [[] for _ in sentences]
+    if len(constraints) != len(sentences):
+        raise TranslatorError(f"{len(constraints)} constraint lists for {len(sentences)} "
+                              "sentences")  # fmt: skip
+    checked = [[p.strip() for p in own if p.strip()] for own in constraints]
+    for i, (own, prefix) in enumerate(zip(checked, prefixes, strict=True)):
+        if own and prefix:
+            raise TranslatorError(f"sentence {i + 1}: give constraints or a prefix, not both")
+    return checked
 
 
 def _reordered(cache, rows):

@@ -377,6 +377,8 @@ class ServeConfig:
     max_sentences: int = MISSING
     max_chars: int = MISSING
     max_prefix_chars: int = MISSING
+    max_constraints: int = MISSING
+    max_constraint_chars: int = MISSING
     alignment_layer: int = MISSING
     segment: bool = MISSING
     max_segments: int = MISSING
@@ -394,7 +396,8 @@ class ServeConfig:
     def __post_init__(self):
         _number("port", self.port, 0, 65535)  # 0: any free port
         for key in ("max_batch_size", "max_body_bytes", "max_sentences", "max_chars",
-                    "max_prefix_chars", "max_segments", "max_beam_size", "max_n_best",
+                    "max_prefix_chars", "max_constraints", "max_constraint_chars",
+                    "max_segments", "max_beam_size", "max_n_best",
                     "max_attention_weights", "max_connections"):  # fmt: skip
             _number(key, getattr(self, key), 1)
         _number("max_wait_ms", self.max_wait_ms, 0)

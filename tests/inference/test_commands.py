@@ -23,10 +23,13 @@ class StubTranslator:
         self.calls: list[list[str]] = []
         self.prefixes: list[list[str] | None] = []
         self.alignments: list[int | None] = []
+        self.constraints: list[list[list[str]] | None] = []
         self.fail = fail
 
-    def translate_detailed(self, sentences, progress=None, prefixes=None, alignment=None, **_):
+    def translate_detailed(self, sentences, progress=None, prefixes=None, alignment=None,
+                           constraints=None, **_):  # fmt: skip
         self.calls.append(list(sentences))
+        self.constraints.append(constraints)
         self.alignments.append(alignment)
         self.prefixes.append(prefixes)
         if self.fail and len(self.calls) == 1:
@@ -172,3 +175,17 @@ def test_print_alignment_adds_each_lines_word_links(tmp_path, capsys):
     assert capsys.readouterr().out == "ONE TWO. THREE. ||| 0-0 1-1 2-2\n ||| \nFOUR ||| 0-0\n"
     with pytest.raises(TranslatorError, match="not with print_n_best"):
         translate_file(stub, OmegaConf.merge(CFG, {**cfg, "print_n_best": True}))
+
+
+def test_a_constraints_file_gives_each_line_its_phrases(tmp_path, capsys):
+    source, constraints = tmp_path / "in.txt", tmp_path / "terms.txt"
+    source.write_text("One. Two.\nThree. Four.\n", encoding="utf-8")
+    constraints.write_text("bike\tred car\n\n", encoding="utf-8")  # phrases split by a tab
+    stub = StubTranslator()
+    cfg = {"input": str(source), "output": None, "constraints": str(constraints), "segment": True}
+    translate_file(stub, OmegaConf.merge(CFG, cfg))
+    assert stub.calls == [["One. Two.", "Three.", "Four."]]  # the constrained line stays whole
+    assert stub.constraints == [[["bike", "red car"], [], []]]
+    constraints.write_text("bike\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"terms.txt has 1 lines but .*in.txt has more"):
+        translate_file(StubTranslator(), OmegaConf.merge(CFG, cfg))

@@ -147,6 +147,17 @@ def test_a_prefix_begins_the_translation_and_keeps_its_text_whole(server, traine
     assert answer["translations"][1]["text"].startswith("Two")
 
 
+def test_constraints_appear_in_the_translations(server, sentences, expected):
+    text = f"{sentences[0]} {sentences[1]}"
+    status, answer = request(
+        f"{server}/translate", {"texts": [text, sentences[2]], "constraints": [["dog"], []]}
+    )
+    assert status == 200, answer
+    first, second = answer["translations"]
+    assert "dog" in first["text"] and len(first["sentences"]) == 1  # translated whole
+    assert second["text"] == expected[sentences[2]]
+
+
 def test_alignment_links_the_words_of_texts_and_of_their_sentences(server, trained_run, sentences):
     translator = Translator.from_run_dir(trained_run[0].run_dir)
     own = translator.translate_detailed(sentences[:2], alignment=-1)
@@ -242,6 +253,14 @@ BAD_INPUTS = [
      "prefix[1] must be a string, not int"),
     ("alignment not a boolean", b'{"text": "a", "alignment": 1}', 422,
      "alignment must be true or false, not 1"),
+    ("constraints not a list", b'{"text": "a", "constraints": "dog"}', 422,
+     "constraints must be a list of strings"),
+    ("constraints not one list per text", b'{"texts": ["a", "b"], "constraints": [["x"]]}', 422,
+     "constraints must be a list of 2 lists of strings"),
+    ("too many constraints", json.dumps({"text": "a", "constraints": ["x"] * 17}).encode(), 413,
+     "constraints has 17 phrases; the limit is 16 (max_constraints)"),
+    ("constraints without room", json.dumps({"text": "Ja.", "constraints": ["a " * 40]}).encode(),
+     422, "its constraints need"),
     ("too long a prefix", json.dumps({"text": "a", "prefix": "b" * 501}).encode(), 413,
      "prefix has 501 characters; the limit is 500 (max_prefix_chars)"),
     ("a prefix without room", json.dumps({"text": "Ja.", "prefix": "a " * 40}).encode(), 422,

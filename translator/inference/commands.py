@@ -116,11 +116,29 @@ def aligned(first: Iterator[str], second: Iterator[str], names: tuple[str, str]
         raise CorpusError(f"{names[0]} has {count} lines but {names[1]} has more")
 
 
-def with_prefixes(lines: Iterator[str], cfg: DictConfig, name: str) -> Iterator[tuple[str, str]]:
-    """(line, its target prefix): from the file `cfg.prefix`, line for line, or "" for all."""
-    if not cfg.get("prefix"):
-        return ((line, "") for line in lines)
-    return aligned(lines, input_lines(cfg.prefix, cfg.strict), (name, cfg.prefix))
+CONSTRAINT_SEPARATOR = "\t"  # between the phrases of one line of a constraints file
+
+
+def with_extras(lines: Iterator[str], cfg: DictConfig, name: str) -> Iterator[tuple]:
+    """(line, its target prefix, its constraint phrases): the prefix from the file
+    `cfg.prefix` and the phrases (separated by tabs) from the file `cfg.constraints`, line for
+    line; "" and [] where no file is given."""
+    items = ((line,) for line in lines)
+    for key in ("prefix", "constraints"):
+        path = cfg.get(key)
+        if path:
+            extra = input_lines(path, cfg.strict)
+            items = ((*item, more) for item, more in aligned(items, extra, (name, path)))
+        else:
+            items = ((*item, "") for item in items)
+    for line, prefix, constraints in items:
+        yield line, prefix, [p for p in constraints.split(CONSTRAINT_SEPARATOR) if p.strip()]
+
+
+def extras_of(items: list[tuple]) -> dict:
+    """The lines of (line, prefix, constraints) items and `translate_texts` arguments."""
+    return {"texts": [item[0] for item in items], "prefixes": [item[1] for item in items],
+            "constraints": [item[2] for item in items]}  # fmt: skip
 
 
 def blocks_of(lines: Iterator[str]) -> Iterator[tuple[list[str], CorpusError | None]]:
@@ -163,7 +181,7 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
         else None  # fmt: skip
     segmenter = segmenter_of(translator, cfg)
     start, count, error = time.perf_counter(), 0, None
-    blocks = blocks_of(with_prefixes(input_lines(cfg.input, cfg.strict), cfg, cfg.input))
+    blocks = blocks_of(with_extras(input_lines(cfg.input, cfg.strict), cfg, cfg.input))
     first = next(blocks, None)  # its notes (a byte-order mark) print before the bar does
     with (
         output_file(output) as sink,
@@ -171,9 +189,8 @@ def translate_file(translator: Translator, cfg: DictConfig) -> dict:
     ):
         for block, failure in chain([first] if first else [], blocks):
             error = failure
-            lines, prefixes = [line for line, _ in block], [prefix for _, prefix in block]
-            results = translate_texts(translator, lines, segmenter, progress=bar.update,
-                                      prefixes=prefixes, **alignment_layer(cfg))  # fmt: skip
+            results = translate_texts(translator, segmenter=segmenter, progress=bar.update,
+                                      **extras_of(block), **alignment_layer(cfg))  # fmt: skip
             warn_length_limited(results, first_line=count + 1)
             sink.write("".join(f"{format_line(count + i, r, cfg)}\n"
                                for i, r in enumerate(results)))  # fmt: skip
@@ -204,8 +221,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
         batch.clear()
         if not pending:
             return
-        lines, prefixes = [line for line, _ in pending], [prefix for _, prefix in pending]
-        results = translate_texts(translator, lines, segmenter, prefixes=prefixes,
+        results = translate_texts(translator, segmenter=segmenter, **extras_of(pending),
                                   **alignment_layer(cfg))  # fmt: skip
         warn_length_limited(results, first_line=count + 1)
         for result in results:
@@ -213,7 +229,7 @@ def translate_stream(translator: Translator, cfg: DictConfig) -> dict:
             count += 1
 
     try:
-        for item in with_prefixes(read_stdin_lines(cfg.strict), cfg, "<stdin>"):
+        for item in with_extras(read_stdin_lines(cfg.strict), cfg, "<stdin>"):
             batch.append(item)
             if len(batch) >= batch_size:
                 flush()

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from translator.errors import TranslatorError, first_line
 from translator.inference.engines import engine_name
 from translator.inference.paragraphs import (
+    per_sentence,
     rejoin,
     segment_texts,
     segmenter_for,
@@ -215,15 +216,20 @@ async def answer_translate(server: Server, request: Request) -> Response:
         check_attention(attention, *engine.attention_shape)
     start = time.perf_counter()
     segmenter = server.segmenter if parsed.segment else None
-    cut, sentences, prefixes = None, parsed.sentences, parsed.prefixes
+    cut, sentences = None, parsed.sentences
+    prefixes, constraints = parsed.prefixes, parsed.constraints
     if segmenter:  # the sentences of every text are translated together, then rejoined
-        whole = [bool(p) for p in prefixes] if prefixes else None  # prefixed texts stay whole
+        whole = [bool(p) for p in prefixes or [""] * len(sentences)]  # given a prefix or
+        whole = [
+            w or bool(c) for w, c in zip(whole, constraints or [[]] * len(sentences), strict=True)
+        ]  # constraints: they stay whole
         cut, sentences = await asyncio.to_thread(segment_texts, parsed.sentences, segmenter,
                                                  whole)  # fmt: skip
         if len(sentences) > cfg.max_segments:
             raise BadRequest(413, f"the texts hold {len(sentences)} sentences; the limit is "
                                   f"{cfg.max_segments} (max_segments)")  # fmt: skip
         prefixes = sentence_prefixes(cut, prefixes)
+        constraints = per_sentence(cut, constraints) if constraints else None
     done = []
     if sentences:  # (blank texts only: nothing to decode)
         job = asyncio.ensure_future(

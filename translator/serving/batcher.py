@@ -38,12 +38,15 @@ class Job:
     future: asyncio.Future
     prefixes: list[str] | None = None  # per sentence, its translation's forced start
     alignment: int | None = None  # the layer whose cross-attention links words; None: none
+    constraints: list[list[str]] | None = None  # per sentence, phrases it must contain
     arrived: float = field(default_factory=time.perf_counter)
 
     @cached_property
     def key(self) -> tuple:
-        """What a batch's jobs share (read many times while a batch is collected)."""
-        return (tuple(sorted(self.decode.items())), self.attention, self.alignment)
+        """What a batch's jobs share (read many times while a batch is collected): constrained
+        jobs take the constrained search, so they batch apart."""
+        constrained = bool(self.constraints and any(self.constraints))
+        return (tuple(sorted(self.decode.items())), self.attention, self.alignment, constrained)
 
 
 class Batcher:
@@ -84,11 +87,12 @@ class Batcher:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def translate(self, sentences: list[str], decode: DictConfig, attention: bool,
-                        prefixes: list[str] | None = None, alignment: int | None = None
+                        prefixes: list[str] | None = None, alignment: int | None = None,
+                        constraints: list[list[str]] | None = None
                         ) -> list[Translation]:  # fmt: skip
         """The translations of one request, once its batch has been decoded."""
         future = asyncio.get_running_loop().create_future()
-        job = Job(sentences, decode, attention, future, prefixes, alignment)
+        job = Job(sentences, decode, attention, future, prefixes, alignment, constraints)
         self.pending.append(job)
         self.metrics.queue_depth = len(self.pending)
         self.wakeup.set()
@@ -191,5 +195,9 @@ class Batcher:
         given = {"prefixes": prefixes} if any(prefixes) else {}
         if first.alignment is not None:
             given["alignment"] = first.alignment
+        if first.key[-1]:  # constrained: every job of the batch is
+            given["constraints"] = [
+                c for job in batch for c in (job.constraints or [[]] * len(job.sentences))
+            ]
         work = partial(self.engine.translate, sentences, first.decode, first.attention, **given)
         return await asyncio.get_running_loop().run_in_executor(self.executor, work)

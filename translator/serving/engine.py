@@ -84,11 +84,13 @@ class Engine:
         return self._translators.get_or_make(key, lambda: self.default.with_decode(decode))
 
     def translate(self, sentences: list[str], decode: DictConfig, attention: bool,
-                  prefixes: list[str] | None = None, alignment: int | None = None
-                  ) -> list[Translation]:  # fmt: skip
+                  prefixes: list[str] | None = None, alignment: int | None = None,
+                  constraints: list[list[str]] | None = None) -> list[Translation]:  # fmt: skip
         given = {"prefixes": prefixes} if prefixes else {}
         if alignment is not None:
             given["alignment"] = alignment
+        if constraints:
+            given["constraints"] = constraints
         with self._lock:
             return self.translator(decode).translate_detailed(sentences, attention=attention,
                                                               **given)  # fmt: skip

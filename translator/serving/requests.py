@@ -39,6 +39,7 @@ class TranslateRequest:
     segment: bool  # cut each text into sentences (serve.yaml's `segment` unless the body says)
     prefixes: list[str] | None = None  # per text, words its translation must start with
     alignment: bool = False  # word links (source word, target word) in the answer
+    constraints: list[list[str]] | None = None  # per text, phrases its translation must contain
 
 
 def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
@@ -51,11 +52,12 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
         raise BadRequest(400, f"the body is not valid JSON: {first_line_of(error)}") from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'expected a JSON object such as {"text": "..."}')
-    known = {"text", "texts", "decode", "attention", "segment", "prefix", "alignment"}
+    known = {"text", "texts", "decode", "attention", "segment", "prefix", "alignment",
+             "constraints"}  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
         raise BadRequest(422, f"unknown field {unknown[0]!r} (expected text or texts, decode, "
-                              "attention, segment, prefix, alignment)")  # fmt: skip
+                              "attention, segment, prefix, alignment, constraints)")  # fmt: skip
     sentences, single = sentences_of(data, limits)
     decode = decode_of(data.get("decode", {}), limits)
     segment = data.get("segment", limits.segment)
@@ -67,7 +69,40 @@ def parse_body(body: bytes, limits: DictConfig) -> TranslateRequest:
     alignment = data.get("alignment", False)
     if not isinstance(alignment, bool):
         raise BadRequest(422, f"alignment must be true or false, not {alignment!r}")
-    return TranslateRequest(sentences, single, decode, attention, segment, prefixes, alignment)
+    constraints = constraints_of(data["constraints"], single, len(sentences), limits) \
+        if "constraints" in data else None  # fmt: skip
+    return TranslateRequest(sentences, single, decode, attention, segment, prefixes, alignment,
+                            constraints)  # fmt: skip
+
+
+def constraints_of(value, single: bool, count: int, limits: DictConfig) -> list[list[str]]:
+    """Per text, the target phrases its translation must contain: a list of strings with
+    "text"; with "texts", a list of such lists, one per text."""
+    lists, names = ([value], ["constraints"]) if single else (value, [
+        f"constraints[{i}]" for i in range(count)])  # fmt: skip
+    if not isinstance(lists, list) or len(lists) != count:
+        raise BadRequest(422, f"constraints must be a list of {count} lists of strings (one per "
+                              f"text), not {str(value)[:60]}")  # fmt: skip
+    checked = []
+    for name, phrases in zip(names, lists, strict=True):
+        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+            raise BadRequest(422, f"{name} must be a list of strings, not {str(phrases)[:60]}")
+        if len(phrases) > limits.max_constraints:
+            raise BadRequest(413, f"{name} has {len(phrases)} phrases; the limit is "
+                                  f"{limits.max_constraints} (max_constraints)")  # fmt: skip
+        for phrase in phrases:
+            if len(phrase) > limits.max_constraint_chars:
+                raise BadRequest(
+                    413,
+                    f"{name}: a phrase of {len(phrase)} characters; the limit "
+                    f"is {limits.max_constraint_chars} (max_constraint_chars)",
+                )
+            try:
+                phrase.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(422, f"{name} is not valid Unicode (a lone surrogate)") from None
+        checked.append([p.strip() for p in phrases if p.strip()])
+    return checked
 
 
 def prefixes_of(value, single: bool, count: int, limits: DictConfig) -> list[str]:

@@ -102,3 +102,40 @@ def test_a_pasted_paragraph_keeps_its_lines_and_the_heat_map_picks_a_sentence(
     assert "Mädchen" in "".join(columns[2]) and "Mädchen" not in "".join(columns[0])
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_pointing_at_a_word_highlights_its_aligned_words_and_terminology_is_kept(
+    server,  # noqa: F811
+    browser,
+    trained_run,
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    translator = Translator.from_run_dir(trained_run[0].run_dir)
+    expected = translator.translate_detailed([SENTENCE], alignment=-1)[0]
+    browser.get(server + "/")
+    wait = WebDriverWait(browser, 60)
+    status = lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-status")  # noqa: E731
+    wait.until(lambda d: status(d) == "idle")
+    browser.find_element(By.ID, "source").send_keys(SENTENCE)
+    wait.until(lambda d: status(d) == "translated")
+    targets = browser.find_elements(By.CSS_SELECTOR, "#target-words span")
+    assert [t.text for t in targets] == expected.text.split()
+    for j, word in enumerate(targets):
+        ActionChains(browser).move_to_element(word).perform()
+        linked = browser.find_elements(By.CSS_SELECTOR, "#source-words span.linked")
+        assert sorted(int(s.get_attribute("data-index")) for s in linked) == \
+            sorted(i for i, k in expected.alignment if k == j)  # fmt: skip
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "status")).perform()
+    assert not browser.find_elements(By.CSS_SELECTOR, "#words span.linked")
+
+    browser.find_element(By.TAG_NAME, "summary").click()  # the terminology box
+    browser.find_element(By.ID, "terms").send_keys("dog")
+    wait.until(lambda d: status(d) == "translated"
+               and "dog" in d.find_element(By.ID, "translation").text)  # fmt: skip
+    constrained = translator.translate_detailed([SENTENCE], constraints=[["dog"]])[0]
+    assert browser.find_element(By.ID, "translation").text == constrained.text
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []

@@ -26,7 +26,7 @@ export TRANSLATOR_VERBOSE := $(VERBOSE)
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate score backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-segmenters bench-data clean
+.PHONY: help setup chromium test test-fast lint format prepare train train-workers translate score backtranslate evaluate plot export serve bench bench-train bench-translate bench-quality bench-serve bench-paragraphs bench-constraints bench-segmenters bench-data clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-translate: $(STAMP) ## Translation throughput benchmark [RUN=checkpoints/<
 
 bench-paragraphs: $(STAMP) ## Lines of k sentences translated whole vs segmented [RUN=checkpoints/<run>] (prints JSON)
 	$(PY) bench/bench_paragraphs.py $(hydra_run) $(ARGS)
+
+bench-constraints: $(STAMP) ## Terminology constraints: present?, BLEU and speed with vs without [RUN=checkpoints/<run>] (prints JSON)
+	$(PY) bench/bench_constraints.py $(hydra_run) $(ARGS)
 
 $(VENV)/.installed-bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS),bench]"

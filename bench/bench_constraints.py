@@ -2,13 +2,14 @@
 
     make bench-constraints RUN=checkpoints/<run> [ARGS="split=validation sentences=200"]
 
-For the split's sentences in order, the unconstrained translation (the run's beam search, or
-`decode.beam_size`) is compared with the reference, and the first sentences whose reference has
-a word the translation lacks (a word of at least `min_chars` letters, the longest such word) get
-that word as their one constraint, up to `sentences` of them. Those sentences are translated
-again with it. Reported: the share of constrained translations that contain their word, BLEU of
-both translations of those sentences against their references (sacreBLEU, with the paired
-bootstrap test), and sentences per second of both searches (fastest of `repeats` passes).
+For the split's first `pool` sentences in order, the unconstrained translation (the run's beam
+search, or `decode.beam_size`) is compared with the reference, and the first sentences whose
+reference has a word the translation lacks (a word of at least `min_chars` letters, the longest
+such word) get that word as their one constraint, up to `sentences` of them. Those sentences are
+translated again with it. Reported: the share of constrained translations that contain their
+word, BLEU of both translations of those sentences against their references (sacreBLEU, with
+the paired bootstrap test), and sentences per second of both searches (fastest of `repeats`
+passes).
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ def bench_constraints(cfg: DictConfig) -> dict:
     run = locate(cfg.run_dir, cfg.paths.checkpoints)
     translator = load_translator(run, cfg.decode, cfg.weights)
     corpus = load_corpus(translator.run_config.data, cfg.split)
-    plain_all = translator.translate(corpus.source)
-    chosen = [(s, r, p, missing_word(p, r, cfg.min_chars))
-              for s, r, p in zip(corpus.source, corpus.target, plain_all, strict=True)]  # fmt: skip
+    pool = cfg.pool or len(corpus.source)
+    pool_sources, pool_references = corpus.source[:pool], corpus.target[:pool]
+    plain_all = translator.translate(pool_sources)
+    triples = zip(pool_sources, pool_references, plain_all, strict=True)
+    chosen = [(s, r, p, missing_word(p, r, cfg.min_chars)) for s, r, p in triples]
     chosen = [c for c in chosen if c[3]][: cfg.sentences]
     sources, references = [c[0] for c in chosen], [c[1] for c in chosen]
     constraints = [[c[3]] for c in chosen]

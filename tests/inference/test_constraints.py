@@ -25,9 +25,10 @@ def reorder(state, rows):
     return [state[r] for r in rows]
 
 
-def search(phrases, limit=6, beam=3, alpha=0.0):
+def search(phrases, limit=6, beam=3, alpha=0.0, continuations=None):
     return constrained_beam_search(step, list(range(len(phrases))), reorder, phrases,
-                                   [limit] * len(phrases), beam, alpha, START, END)  # fmt: skip
+                                   [limit] * len(phrases), beam, alpha, START, END,
+                                   continuations)  # fmt: skip
 
 
 def test_the_best_hypothesis_that_contains_the_phrase_wins():
@@ -73,6 +74,15 @@ def test_constraints_that_cannot_fit_the_limit_are_refused_and_a_tight_one_falls
     # marked length-limited.
     ((tokens, _, limited),) = search([[[A]]], limit=2, beam=1)
     assert tokens == [A, C] and limited
+
+
+def test_a_completed_phrase_is_not_extended_into_a_longer_word():
+    """With c a piece that continues a word, "a" may not become "a c": a -> END (.3) wins."""
+    continuations = np.zeros(len(TABLE), bool)
+    continuations[C] = True
+    ((tokens, score, _),) = search([[[A]]], continuations=continuations)
+    assert tokens == [A, END] and score == pytest.approx(math.log(0.5 * 0.3), abs=1e-5)
+    assert search([[[A]]])[0][0] == [A, C, END]  # without the rule
 
 
 def test_progress_resets_a_phrase_left_halfway():

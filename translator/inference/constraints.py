@@ -36,6 +36,7 @@ class Progress:
 
     met: frozenset[int] = frozenset()
     inside: tuple[int, int] | None = None
+    just_met: bool = False  # the last token completed a phrase: the next must not extend its word
 
     def after(self, token: int, phrases: Phrases) -> Progress:
         """The progress once `token` is produced."""
@@ -50,7 +51,7 @@ class Progress:
 
     def _advanced(self, phrase: int, matched: int, phrases: Phrases) -> Progress:
         if matched == len(phrases[phrase]):
-            return Progress(self.met | {phrase})
+            return Progress(self.met | {phrase}, just_met=True)
         return Progress(self.met, (phrase, matched))
 
     def next_tokens(self, phrases: Phrases) -> set[int]:
@@ -113,9 +114,12 @@ def constrained_beam_search(
     alpha: float,
     start_id: int,
     end_id: int,
+    continuations: np.ndarray | None = None,
 ) -> list[tuple[list[int], float, bool]]:
     """Per sentence: (tokens without START, END included when it ended; score; length-limited).
-    `state` holds one row per sentence; it is reordered to the live hypotheses every step."""
+    `state` holds one row per sentence; it is reordered to the live hypotheses every step.
+    `continuations` (V,) bool: pieces that extend the word before them (letters without a word
+    start), which may not follow a completed phrase: "Sofa" must not become "Sofas"."""
     for i, (own, limit) in enumerate(zip(phrases, limits, strict=True)):
         check_room(own, limit, i)
     sentences = [Sentence(own, limit, [Hypothesis([start_id], 0.0, Progress(), i)])
@@ -133,14 +137,14 @@ def constrained_beam_search(
             rows = range(row, row + count)
             for h, r in zip(sentence.alive, rows, strict=True):
                 h.row = r
-            advance(sentence, log_probs, beam_size, alpha, end_id, index)
+            advance(sentence, log_probs, beam_size, alpha, end_id, index, continuations)
             row += count
         index += 1
     return [result(s, alpha) for s in sentences]
 
 
 def advance(sentence: Sentence, log_probs: np.ndarray, k: int, alpha: float, end_id: int,
-            index: int) -> None:  # fmt: skip
+            index: int, continuations: np.ndarray | None = None) -> None:  # fmt: skip
     """One step of one sentence: candidates, banks, the new beam, finished hypotheses."""
     phrases = sentence.phrases
     candidates = {}
@@ -149,6 +153,8 @@ def advance(sentence: Sentence, log_probs: np.ndarray, k: int, alpha: float, end
         allowed = np.array(scores, copy=True)
         if not h.progress.complete(phrases):
             allowed[end_id] = -np.inf
+        if h.progress.just_met and continuations is not None:
+            allowed[continuations] = -np.inf
         best = np.argpartition(-allowed, k)[:k] if k < len(allowed) else np.arange(len(allowed))
         for token in {*map(int, best), *h.progress.next_tokens(phrases)}:
             if np.isfinite(allowed[token]):

@@ -159,6 +159,7 @@ class Translator:
         self._graphs: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
         self._scorer: ForcedScorer | None = None
         self._step = None  # the compiled decoding step of the constrained search
+        self._word_continuations: np.ndarray | None = None
 
     @classmethod
     def from_run_dir(
@@ -465,13 +466,25 @@ class Translator:
         alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0
         found = constrained_beam_search(
             self._log_probs_step, (self.model.init_cache(memory), padding), _gather_state,
-            phrases, limits, beam, alpha, START_ID, END_ID,
+            phrases, limits, beam, alpha, START_ID, END_ID, self._continuations(),
         )  # fmt: skip
         width = max(1, max(len(tokens) for tokens, _, _ in found))
         tokens = np.full((len(found), 1, width), PAD_ID, np.int32)
         for b, (own, _, _) in enumerate(found):
             tokens[b, 0, : len(own)] = own
         return tokens, np.array([[score] for _, score, _ in found], np.float32)
+
+    def _continuations(self) -> np.ndarray:
+        """(V,) bool: target pieces that continue the word before them (a letter or digit
+        without SentencePiece's word-start mark)."""
+        if self._word_continuations is None:
+            ids = np.arange(self.tokenizers.target.vocab_size)
+            pieces = _pieces(self.tokenizers.target, ids)
+            self._word_continuations = np.array(
+                [not p.startswith("\u2581") and p[:1].isalnum() and not p.startswith("<")
+                 for p in pieces]
+            )  # fmt: skip
+        return self._word_continuations
 
     def _log_probs_step(self, tokens: np.ndarray, index: int, state):
         """One cached decoding step for the constrained search: log-probabilities (N, V)."""

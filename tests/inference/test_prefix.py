@@ -50,14 +50,14 @@ def run_copy(trained_run, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("search", [("decode=greedy",), ("decode=beam", "decode.length_penalty=0")])
 def test_both_engines_continue_a_prefix_alike(run_copy, multi30k_cfg, search):
-    """On 100 real validation sentences, each given the first two words of its reference: the
+    """On 60 real validation sentences, each given the first two words of its reference: the
     same translations from TensorFlow and CTranslate2 for >= 95%, with the same scores."""
     from translator.data import load_corpus
     from translator.inference.ct2_translator import CTranslate2Translator
 
     corpus = load_corpus(multi30k_cfg.data, "validation")
-    sources = corpus.source[:100]
-    prefixes = [" ".join(t.split()[:2]) for t in corpus.target[:100]]
+    sources = corpus.source[:60]
+    prefixes = [" ".join(t.split()[:2]) for t in corpus.target[:60]]
     run = run_copy
     ours = Translator.from_run_dir(run, compose(*search).decode)
     theirs = CTranslate2Translator.from_run_dir(run, compose(*search).decode, engine=CT2_FLOAT32)
@@ -65,6 +65,6 @@ def test_both_engines_continue_a_prefix_alike(run_copy, multi30k_cfg, search):
     b = theirs.translate_detailed(sources, prefixes=prefixes)
     assert all(x.text.startswith(p) for x, p in zip(a, prefixes, strict=True))
     same = [(x, y) for x, y in zip(a, b, strict=True) if x.text == y.text]
-    assert len(same) >= 95
+    assert len(same) >= 57
     for x, y in same:
         assert y.score == pytest.approx(x.score, abs=1e-3)

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import sentencepiece as spm
@@ -257,7 +258,25 @@ class CTranslate2Translator:
         for b, (source, limit) in enumerate(zip(sources, limits, strict=True)):
             if limit < max(limits) and max(map(len, found[b].hypotheses)) >= limit:
                 found[b] = self._search([source], limit, [prefixes[b]], align)[0]
+        for b, prefix in enumerate(prefixes):
+            if prefix:
+                found[b] = self._prefix_rescored(sources[b], found[b])
         return found
+
+    def _prefix_rescored(self, source: list[str], result) -> SimpleNamespace:
+        """`result` with scores that count the prefix's tokens too, as the TensorFlow search's
+        do (CTranslate2 leaves them out): each hypothesis rescored whole with `score_batch`,
+        then normalised by length**alpha as CTranslate2 normalises its own."""
+        alpha = self.decode.length_penalty if self.decode.strategy == "beam" else 0.0
+        ended = [bool(h) and h[-1] == END_PIECE for h in result.hypotheses]
+        bodies = [h[:-1] if end else h for h, end in zip(result.hypotheses, ended, strict=True)]
+        scored = self.engine.score_batch([source] * len(bodies), bodies, max_input_length=0)
+        totals = [sum(r.log_probs) if end else sum(r.log_probs[:-1])  # no END: not its score
+                  for r, end in zip(scored, ended, strict=True)]  # fmt: skip
+        scores = [total / max(len(h), 1) ** alpha
+                  for total, h in zip(totals, result.hypotheses, strict=True)]  # fmt: skip
+        return SimpleNamespace(hypotheses=result.hypotheses, scores=scores,
+                               attention=getattr(result, "attention", None))  # fmt: skip
 
     def _prefix_pieces(self, sentence: str, prefix: str, source_pieces: int) -> list[str] | None:
         """A prefix's target pieces (None for none), refused when they leave no room within

@@ -239,6 +239,7 @@ async def answer_translate(server: Server, request: Request) -> Response:
                 attention is not None,
                 prefixes,
                 cfg.alignment_layer if parsed.alignment else None,
+                constraints,
             )
         )
         if not await finished_unless_gone(job, request, cfg.request_timeout_s):

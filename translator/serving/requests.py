@@ -85,22 +85,14 @@ def constraints_of(value, single: bool, count: int, limits: DictConfig) -> list[
                               f"text), not {str(value)[:60]}")  # fmt: skip
     checked = []
     for name, phrases in zip(names, lists, strict=True):
-        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
+        if not isinstance(phrases, list):
             raise BadRequest(422, f"{name} must be a list of strings, not {str(phrases)[:60]}")
         if len(phrases) > limits.max_constraints:
             raise BadRequest(413, f"{name} has {len(phrases)} phrases; the limit is "
                                   f"{limits.max_constraints} (max_constraints)")  # fmt: skip
-        for phrase in phrases:
-            if len(phrase) > limits.max_constraint_chars:
-                raise BadRequest(
-                    413,
-                    f"{name}: a phrase of {len(phrase)} characters; the limit "
-                    f"is {limits.max_constraint_chars} (max_constraint_chars)",
-                )
-            try:
-                phrase.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadRequest(422, f"{name} is not valid Unicode (a lone surrogate)") from None
+        for j, phrase in enumerate(phrases):
+            checked_string(phrase, f"{name}[{j}]", limits.max_constraint_chars,
+                           "max_constraint_chars")  # fmt: skip
         checked.append([p.strip() for p in phrases if p.strip()])
     return checked
 
@@ -118,17 +110,8 @@ def prefixes_of(value, single: bool, count: int, limits: DictConfig) -> list[str
         names = [f"prefix[{i}]" for i in range(count)]
     prefixes = []
     for name, prefix in zip(names, value, strict=True):
-        if prefix is None:
-            prefix = ""
-        if not isinstance(prefix, str):
-            raise BadRequest(422, f"{name} must be a string, not {type(prefix).__name__}")
-        try:
-            prefix.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(422, f"{name} is not valid Unicode (a lone surrogate)") from None
-        if len(prefix) > limits.max_prefix_chars:
-            raise BadRequest(413, f"{name} has {len(prefix)} characters; the limit is "
-                                  f"{limits.max_prefix_chars} (max_prefix_chars)")  # fmt: skip
+        prefix = "" if prefix is None else prefix
+        checked_string(prefix, name, limits.max_prefix_chars, "max_prefix_chars")
         prefixes.append(prefix.strip())
     return prefixes
 
@@ -146,17 +129,23 @@ def sentences_of(data: dict, limits: DictConfig) -> tuple[list[str], bool]:
         raise BadRequest(413, f"{len(sentences)} texts in one request; the limit is "
                               f"{limits.max_sentences}")  # fmt: skip
     for i, sentence in enumerate(sentences):
-        where = "text" if single else f"texts[{i}]"
-        if not isinstance(sentence, str):
-            raise BadRequest(422, f"{where} must be a string, not {type(sentence).__name__}")
-        try:
-            sentence.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(422, f"{where} is not valid Unicode (a lone surrogate)") from None
-        if len(sentence) > limits.max_chars:
-            raise BadRequest(413, f"{where} has {len(sentence)} characters; the limit is "
-                                  f"{limits.max_chars}")  # fmt: skip
+        checked_string(sentence, "text" if single else f"texts[{i}]", limits.max_chars)
     return sentences, single
+
+
+def checked_string(value, name: str, limit: int, key: str | None = None) -> str:
+    """`value` if it is a string of valid Unicode within `limit` characters, else a BadRequest
+    naming it (`name`) and the limit (`key`: its serve.yaml setting)."""
+    if not isinstance(value, str):
+        raise BadRequest(422, f"{name} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(422, f"{name} is not valid Unicode (a lone surrogate)") from None
+    if len(value) > limit:
+        setting = f" ({key})" if key else ""
+        raise BadRequest(413, f"{name} has {len(value)} characters; the limit is {limit}{setting}")
+    return value
 
 
 def decode_of(decode, limits: DictConfig) -> dict:

@@ -103,9 +103,9 @@ def test_translator_outputs_contain_their_constraints(multi30k_tokenizers):
 
     decode = compose("decode=beam", "decode.beam_size=4", "decode.max_length_b=20").decode
     translator = Translator(tiny_model(multi30k_tokenizers), multi30k_tokenizers, decode, 64)
-    constraints = [["bicycle"], [], ["a red book", "woman"]]
+    constraints = [["bicycle", "Fahrrad"], [], ["a red book", "woman"]]  # "Fahrrad": in the source
     found = translator.translate_detailed(SOURCES, constraints=constraints)
-    assert "bicycle" in found[0].text
+    assert "bicycle" in found[0].text and "Fahrrad" in found[0].text
     assert "a red book" in found[2].text and "woman" in found[2].text
     plain = translator.translate_detailed(SOURCES)
     assert found[1].text == plain[1].text and found[1].score == pytest.approx(plain[1].score)

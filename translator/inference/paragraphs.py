@@ -93,13 +93,6 @@ def per_sentence(cut: list[Segmented], values: list) -> list:
             for own in [value] * len(one.spans)]  # fmt: skip
 
 
-def sentence_prefixes(cut: list[Segmented], prefixes: list[str] | None) -> list[str] | None:
-    """Per sentence of segmented texts, its text's prefix (texts given one are one sentence)."""
-    if not prefixes or not any(prefixes):
-        return None
-    return per_sentence(cut, prefixes)
-
-
 def whole_steps(progress: Callable[[int], None], share: float) -> Callable[[int], None]:
     """`progress` called with whole texts as sentences finish (`share` of a text each)."""
     done = {"texts": 0.0, "reported": 0}

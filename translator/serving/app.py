@@ -31,7 +31,6 @@ from translator.inference.paragraphs import (
     rejoin,
     segment_texts,
     segmenter_for,
-    sentence_prefixes,
 )
 from translator.serving.answers import (
     attention_size,
@@ -228,7 +227,7 @@ async def answer_translate(server: Server, request: Request) -> Response:
         if len(sentences) > cfg.max_segments:
             raise BadRequest(413, f"the texts hold {len(sentences)} sentences; the limit is "
                                   f"{cfg.max_segments} (max_segments)")  # fmt: skip
-        prefixes = sentence_prefixes(cut, prefixes)
+        prefixes = per_sentence(cut, prefixes) if prefixes and any(prefixes) else None
         constraints = per_sentence(cut, constraints) if constraints else None
     done = []
     if sentences:  # (blank texts only: nothing to decode)

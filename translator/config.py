@@ -98,6 +98,7 @@ class DataConfig:
     tag_synthetic: str | None = None
     concat: float = 0.0
     concat_most: int = 3
+    concat_from: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("parallel_text", "tfds"):
@@ -118,6 +119,10 @@ class DataConfig:
         _number("data.shards", self.shards, 1)
         _number("data.concat", self.concat, 0, 1)
         _number("data.concat_most", self.concat_most, 2)
+        _number("data.concat_from", self.concat_from, 0, 1, closed=False)
+        if self.concat_from and not self.concat:
+            _refuse("data.concat_from", self.concat_from,
+                    "0 when data.concat=0 (no pairs are joined)")  # fmt: skip
 
 
 @dataclass

@@ -37,3 +37,18 @@ def test_a_warmup_that_is_over_and_a_stage_end_the_pipeline_may_have_passed_stay
                             "warmup_steps": 80}  # fmt: skip
     end.assign(1000)  # far ahead, but the run turns out shorter: it ends as soon as it safely can
     assert plan.update(3, step=140)["bidirectional_steps"] == 140 + PIPELINE_LEAD
+
+
+def test_the_concatenation_start_follows_the_prediction_and_is_saved_and_restored():
+    start = tf.Variable(NEVER, dtype=tf.int64)
+    cfg = plan_settings()
+    cfg.data.concat_from = 0.5
+    plan = StepPlan(cfg, steps_per_epoch=100, concat_start=start)
+    assert plan.follows_length
+    assert plan.update(20, step=0)["concat_steps"] == 1000
+    assert plan.update(10, step=100)["concat_steps"] == 500  # far ahead: follows
+    assert plan.update(4, step=480)["concat_steps"] == 500  # 20 steps ahead: stays
+    assert plan.state() == {"predicted_epochs": 4, "concat_steps": 500}
+    resumed_start = tf.Variable(NEVER, dtype=tf.int64)
+    StepPlan(cfg, steps_per_epoch=100, concat_start=resumed_start).restore(plan.state())
+    assert int(resumed_start.numpy()) == 500

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -563,6 +564,31 @@ def test_bidirectional_steps_come_first_then_the_forward_stream(tmp_path, settin
     assert [h["tokens"] for h in history("bit")][1:] == plain_tokens[:2]
     assert history("bit")[0]["tokens"] != plain_tokens[0]
     assert history("bit")[-1]["loss"] < history("bit")[0]["loss"]
+
+
+def test_pairs_are_joined_from_the_step_concat_from_gives(tmp_path, caplog):
+    common = ("data.batch_tokens=256", "train.epochs=3")
+    plain = train(tiny_run(tmp_path / "run", *common))
+    per_epoch = plain["optimizer_steps"] // 3
+    with caplog.at_level(logging.INFO, logger="translator"):
+        train(tiny_run(tmp_path / "late", *common, "data.concat=1.0", "data.concat_from=0.34"))
+    assert f"'concat_steps': {round(0.34 * 3 * per_epoch)}" in caplog.text
+
+    def history(name):
+        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
+
+    # The first third is the plain run's, batch for batch; then every example joins 2-3 pairs
+    # (fewer, longer examples: other token counts).
+    assert history("late")[0]["tokens"] == history("run")[0]["tokens"]
+    later = zip(history("late")[1:], history("run")[1:], strict=True)
+    assert all(late["tokens"] != run["tokens"] for late, run in later)
+    assert history("late")[-1]["loss"] < history("late")[0]["loss"]
+
+
+def test_concat_from_without_concat_is_refused_before_any_work(tmp_path):
+    with pytest.raises(TranslatorError, match=r"concat_from=0.5: expected 0 when data.concat=0"):
+        train(tiny_run(tmp_path / "run", "data.concat_from=0.5"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_resumed_epochs_read_the_backup_of_an_interrupted_run(tmp_path):

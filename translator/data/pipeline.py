@@ -146,10 +146,12 @@ def make_batches(
 
 def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed: int = 0,
                  replicas: int = 1, bidirectional: bool = False, endless: bool = False,
-                 shuffle_buffer: int | None = None) -> tf.data.Dataset:  # fmt: skip
+                 shuffle_buffer: int | None = None, concat: bool = True
+                 ) -> tf.data.Dataset:  # fmt: skip
     """Pairs of ids (START/END included) -> ((source_ids, target_in), target_out) batches:
     in training shuffled in a buffer of `shuffle_buffer` (default `data.shuffle_buffer`) pairs,
-    a fraction `data.concat` of the examples joining several pairs (`concat_pairs`), and with
+    a fraction `data.concat` of the examples joining several pairs (`concat_pairs`; none when not
+    `concat`), and with
     source dropout; each pair also reversed when `bidirectional`; repeated when
     `endless` (see `make_batches`)."""
     if bidirectional:
@@ -159,7 +161,7 @@ def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed:
         pairs = pairs.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if endless:
         pairs = pairs.repeat()
-    if training and data.concat > 0:
+    if training and concat and data.concat > 0:
         # Draws of their own (seed + 1): source dropout's come from `seed`.
         pairs = concat_pairs(pairs, data.concat, data.concat_most, data.max_tokens, seed + 1)
     dataset = batch_pairs(pairs, data, replicas)

@@ -24,6 +24,9 @@ from translator.tokenizer import TokenizerPair
 
 log = logging.getLogger(__name__)
 
+# Added to the run's seed for the stream of joined pairs that starts at `data.concat_from`.
+CONCAT_SEED_OFFSET = 1000
+
 
 @dataclass
 class RunBatches:
@@ -66,6 +69,7 @@ def run_batches(
     replicas: int = 1,
     bidirectional_end: tf.Variable | None = None,
     worker: tuple[int, int] = (0, 1),
+    concat_start: tf.Variable | None = None,
 ) -> RunBatches:
     """Batches of the prepared training data and the validation corpus, as `cfg.data` and
     `cfg.train` describe.
@@ -76,6 +80,8 @@ def run_batches(
     (subword regularization); validation batches, in memory, use the deterministic tokenizers.
     With bidirectional training, updates before `data.bidirectional_steps` (or the step
     `bidirectional_end` holds, which the run's plan sets) also train on the reversed pairs.
+    With `data.concat_from`, pairs are joined (`data.concat`) from the step `concat_start` holds,
+    in a stream of its own shuffle order (it does not replay the first pairs of the run).
     `worker` = (index, count) of this worker among several, each reading its own shards.
     """
     tokenizers = training.tokenizers
@@ -85,10 +91,12 @@ def run_batches(
     # A buffer larger than the pairs a worker reads in a pass would mix passes: no larger.
     buffer = min(cfg.data.shuffle_buffer, sum(p.pairs for p in training.prepared) // worker[1])
 
-    def stream(bidirectional: bool = False) -> tf.data.Dataset:
-        pairs = training_pairs(training, cfg.seed, worker, sampling if sampling.samples else None)
-        return batch_stream(pairs, cfg.data, training=True, seed=cfg.seed, replicas=replicas,
-                            bidirectional=bidirectional, shuffle_buffer=max(1, buffer))  # fmt: skip
+    def stream(bidirectional: bool, concat: bool) -> tf.data.Dataset:
+        seed = cfg.seed + (CONCAT_SEED_OFFSET if concat and concat_start is not None else 0)
+        pairs = training_pairs(training, seed, worker, sampling if sampling.samples else None)
+        return batch_stream(pairs, cfg.data, training=True, seed=seed, replicas=replicas,
+                            bidirectional=bidirectional, shuffle_buffer=max(1, buffer),
+                            concat=concat)  # fmt: skip
 
     accumulate = int(cfg.train.accumulate_steps)
     one_pass = steps_of_one_pass(training, cfg.data, replicas)
@@ -101,10 +109,7 @@ def run_batches(
         bidirectional_end = tf.constant(cfg.data.bidirectional_steps, tf.int64)
 
     def train_stream() -> tf.data.Dataset:
-        if bidirectional_end is None:
-            return own_shards(stream())
-        both = switch_at(bidirectional_end, stream(bidirectional=True), stream(), accumulate)
-        return own_shards(both)
+        return own_shards(staged_stream(stream, bidirectional_end, concat_start, accumulate))
 
     if bidirectional_end is not None:
         log.info(
@@ -149,12 +154,28 @@ def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def switch_at(step, first: tf.data.Dataset, then: tf.data.Dataset, accumulate: int = 1
-              ) -> tf.data.Dataset:  # fmt: skip
-    """Batches of `first` before update number `step` (a variable, read as the stream runs),
-    then of `then`; an update takes `accumulate` batches."""
-    choice = tf.data.Dataset.counter().map(lambda i: tf.cast(i >= step * accumulate, tf.int64))
-    return tf.data.Dataset.choose_from_datasets([first, then], choice)
+def staged_stream(stream, bidirectional_end, concat_start, accumulate: int = 1
+                  ) -> tf.data.Dataset:  # fmt: skip
+    """The training batches through the run's data stages: `stream(bidirectional, concat)`
+    with reversed pairs before update number `bidirectional_end` and joined pairs from update
+    number `concat_start` (step variables or tensors read as the stream runs; None: no such
+    stage); an update takes `accumulate` batches."""
+    directions = (True, False) if bidirectional_end is not None else (False,)
+    joins = (False, True) if concat_start is not None else (True,)
+    streams = [stream(bidirectional, concat) for bidirectional in directions for concat in joins]
+    if len(streams) == 1:
+        return streams[0]
+
+    def stage(batch):
+        update, index = batch // accumulate, tf.constant(0, tf.int64)
+        if bidirectional_end is not None:
+            index += tf.cast(update >= bidirectional_end, tf.int64) * len(joins)
+        if concat_start is not None:
+            index += tf.cast(update >= concat_start, tf.int64)
+        return index
+
+    choice = tf.data.Dataset.counter().map(stage)
+    return tf.data.Dataset.choose_from_datasets(streams, choice)
 
 
 def steps_of_one_pass(training: TrainingData, data: DictConfig, replicas: int) -> int:
@@ -178,8 +199,9 @@ def describe_augmentation(cfg: DictConfig, sampled: bool) -> None:
             "all" if nbest < 0 else nbest, cfg.tokenizer.sample_alpha,
         )  # fmt: skip
     if cfg.data.concat:
-        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs",
-                 100 * cfg.data.concat, cfg.data.concat_most)  # fmt: skip
+        start = f", from {cfg.data.concat_from:.0%} of the run on" if cfg.data.concat_from else ""
+        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs%s",
+                 100 * cfg.data.concat, cfg.data.concat_most, start)  # fmt: skip
     if cfg.data.source_dropout:
         log.info(
             "source dropout: training source pieces replaced by UNK at %s", cfg.data.source_dropout

@@ -2,7 +2,8 @@
 
 A config gives the warm-up, the bidirectional (BiT) stage and the averaging window either as
 counts (`train.warmup_steps`, `data.bidirectional_steps`, `train.average_last`) or as fractions of
-the run (`train.warmup_fraction`, `data.bidirectional_fraction`, `train.average_fraction`). A
+the run (`train.warmup_fraction`, `data.bidirectional_fraction`, `train.average_fraction`); the
+start of concatenation (`data.concat_from`) is a fraction of the run. A
 fraction is of epochs x steps per epoch; with a time budget, of the epochs predicted to fit in it
 on this machine: estimated from the first steps' speed, then after every epoch (`TimeBudget`).
 So one command gives the same shape of schedule on a CPU three times slower, in a third of the
@@ -29,34 +30,39 @@ NEVER = 2**62  # a stage end that is never reached
 
 
 class StepPlan:
-    """The run's warm-up, BiT stage end, decay end and averaging window, following its length.
+    """The run's warm-up, data stages (BiT end, concatenation start), decay end and averaging
+    window, following its length.
 
     Args:
         cfg: the run's config (`train` and `data`).
         steps_per_epoch: optimizer steps per epoch.
         schedule: the learning-rate schedule; its warm-up and zero point move when it is a
             `LinearDecaySchedule` with `warmup_fraction` or `decay_steps=auto`.
-        bidirectional_end: the step variable the training stream switches at (`run_batches`),
-            or None without bidirectional training.
+        bidirectional_end: the step variable the training stream stops adding reversed pairs
+            at (`run_batches`), or None without bidirectional training.
+        concat_start: the step variable the training stream starts joining pairs at, or None
+            when they are joined from the start (or never).
     """
 
-    def __init__(
-        self, cfg: DictConfig, steps_per_epoch: int, schedule=None, bidirectional_end=None
-    ):
+    def __init__(self, cfg: DictConfig, steps_per_epoch: int, schedule=None,
+                 bidirectional_end=None, concat_start=None):  # fmt: skip
         self.train, self.data = cfg.train, cfg.data
         self.steps_per_epoch = steps_per_epoch
         linear = isinstance(schedule, LinearDecaySchedule)
         self.schedule = schedule if linear else None
         self.auto_decay = linear and self.train.decay_steps == "auto"
-        self.bidirectional_end = bidirectional_end
+        # Each data stage: the state key, its step variable and its fraction of the run.
+        self.stages = [(key, variable, fraction) for key, variable, fraction in (
+            ("bidirectional_steps", bidirectional_end, self.data.bidirectional_fraction),
+            ("concat_steps", concat_start, self.data.get("concat_from", 0.0)),
+        ) if variable is not None and fraction]  # fmt: skip
         self.predicted_epochs = int(self.train.epochs)
 
     @property
     def follows_length(self) -> bool:
         """Whether anything here depends on the run's predicted length."""
-        fractions = (self.train.warmup_fraction, self.data.bidirectional_fraction,
-                     self.train.average_fraction)  # fmt: skip
-        return self.auto_decay or any(fractions)
+        fractions = (self.train.warmup_fraction, self.train.average_fraction)
+        return self.auto_decay or any(fractions) or bool(self.stages)
 
     def update(self, predicted_epochs: int, step: int) -> dict:
         """Set what follows the run's length to `predicted_epochs` (at most `train.epochs`) when
@@ -69,8 +75,8 @@ class StepPlan:
             settings["warmup_steps"] = self._move_warmup(total, step)
         if self.auto_decay:
             settings["decay_steps"] = self.schedule.set_total_steps(total)
-        if self.data.bidirectional_fraction and self.bidirectional_end is not None:
-            settings["bidirectional_steps"] = self._move_bidirectional_end(total, step)
+        for key, variable, fraction in self.stages:
+            settings[key] = self._move_stage(variable, fraction, total, step)
         if self.train.average_fraction:
             settings["average_epochs"] = self.average_window(epochs)
         return settings
@@ -84,17 +90,18 @@ class StepPlan:
             return self.schedule.set_warmup_steps(max(wanted, step + 1))
         return self.schedule.warmup_steps
 
-    def _move_bidirectional_end(self, total: int, step: int) -> int:
-        """The BiT stage follows the prediction before training starts, then while its end is
-        further ahead than the batches the pipeline may already hold (and ends no sooner than
-        that)."""
-        current = int(self.bidirectional_end.numpy())
-        wanted = round(self.data.bidirectional_fraction * total)
+    @staticmethod
+    def _move_stage(variable: tf.Variable, fraction: float, total: int, step: int) -> int:
+        """A stage's switch step follows the prediction before training starts, then while it
+        is further ahead than the batches the pipeline may already hold (and comes no sooner
+        than that)."""
+        current = int(variable.numpy())
+        wanted = round(fraction * total)
         if step > 0:
             if current < step + PIPELINE_LEAD:
                 return current  # the pipeline may have passed it already
             wanted = max(wanted, step + PIPELINE_LEAD)  # as soon as it safely can
-        self.bidirectional_end.assign(wanted)
+        variable.assign(wanted)
         return wanted
 
     def average_window(self, epochs: int) -> int:
@@ -112,25 +119,36 @@ class StepPlan:
     def state(self) -> dict:
         """What a resumed run needs beyond the schedule's own variables."""
         state = {"predicted_epochs": self.predicted_epochs}
-        if self.bidirectional_end is not None:
-            state["bidirectional_steps"] = int(self.bidirectional_end.numpy())
+        for key, variable, _ in self.stages:
+            state[key] = int(variable.numpy())
         if self.schedule is not None:
             state["warmup_steps"] = self.schedule.warmup_steps
         return state
 
     def restore(self, state: dict) -> None:
         self.predicted_epochs = state.get("predicted_epochs", self.predicted_epochs)
-        if self.bidirectional_end is not None and "bidirectional_steps" in state:
-            self.bidirectional_end.assign(state["bidirectional_steps"])
+        for key, variable, _ in self.stages:
+            if key in state:
+                variable.assign(state[key])
         if self.schedule is not None and "warmup_steps" in state:
             self.schedule.set_warmup_steps(state["warmup_steps"])
 
 
 def bidirectional_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None:
     """The step at which the training stream stops adding reversed pairs, as a variable the
-    pipeline reads: `data.bidirectional_steps`, or for a fraction first never (the plan sets it),
-    or what an interrupted run had set."""
+    pipeline reads: for `data.bidirectional_fraction` first never (the plan sets it), or what an
+    interrupted run had set; None otherwise."""
     if not data.bidirectional_fraction:
         return None
     end = resumed_state.get("plan", {}).get("bidirectional_steps", NEVER)
     return tf.Variable(end, dtype=tf.int64, trainable=False, name="bidirectional_end")
+
+
+def concat_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None:
+    """The step at which the training stream starts joining pairs (`data.concat_from`), as a
+    variable the pipeline reads: first never (the plan sets it), or what an interrupted run had
+    set; None when pairs are joined from the start or never."""
+    if not (data.concat and data.concat_from):
+        return None
+    start = resumed_state.get("plan", {}).get("concat_steps", NEVER)
+    return tf.Variable(start, dtype=tf.int64, trainable=False, name="concat_start")

@@ -31,7 +31,7 @@ from translator.training.feed import StreamFeed
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.model import TrainingTransformer
-from translator.training.plan import StepPlan, bidirectional_variable
+from translator.training.plan import StepPlan, bidirectional_variable, concat_variable
 from translator.training.quality import quality_callback
 from translator.training.rdrop import RDropTransformer
 from translator.training.schedules import PerUpdate, build_schedule, describe_schedule
@@ -146,10 +146,10 @@ def check_accumulation(train: DictConfig, replicas: int = 1) -> None:
         )
 
 
-def make_plan(cfg, steps_per_epoch: int, schedule, bidirectional_end, resumed: dict) -> StepPlan:
+def make_plan(cfg, steps_per_epoch: int, schedule, stages: dict, resumed: dict) -> StepPlan:
     """The run's plan: as an interrupted run left it, or for a new run, sized to `train.epochs`
-    until a time budget predicts otherwise."""
-    plan = StepPlan(cfg, steps_per_epoch, schedule, bidirectional_end)
+    until a time budget predicts otherwise. `stages`: the data stages' step variables."""
+    plan = StepPlan(cfg, steps_per_epoch, schedule, **stages)
     if resumed:
         plan.restore(resumed.get("plan", {}))
     else:
@@ -274,8 +274,7 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
     shared = shared or run
     resumed = run.resumed_state()
     run.complete_history()  # the line of a backed-up epoch that a kill kept from being logged
-    tokenizers, batches, bidirectional_end, valid_corpus = prepare_data(cfg, run, strategy,
-                                                                        resumed)  # fmt: skip
+    tokenizers, batches, stages, valid_corpus = prepare_data(cfg, run, strategy, resumed)
 
     # Model, optimizer, schedule, and the plan of what follows the run's length.
     with strategy.scope():
@@ -286,7 +285,7 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
         model = build_model(cfg, tokenizers, next(iter(batches.validation)), schedule)
         if cfg.train.init_from and not resumed:  # resuming: the backup holds the weights
             initialize(model, cfg, run)
-    plan = make_plan(cfg, batches.steps_per_epoch, schedule, bidirectional_end, resumed)
+    plan = make_plan(cfg, batches.steps_per_epoch, schedule, stages, resumed)
     run.save_model_settings(model.get_config())
     log.info("model: %s, %d parameters", cfg.model.name, model.count_params())
 
@@ -319,17 +318,18 @@ def train_in(cfg: DictConfig, run: RunDir, strategy, start: float, shared: RunDi
 def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
     """The training data prepared (or an earlier preparation reused), the validation corpus
     read, the tokenizers saved with the resolved config, and the run's batches:
-    (tokenizers, RunBatches, the BiT switch variable or None, the validation corpus)."""
+    (tokenizers, RunBatches, the data stages' step variables by name, the validation corpus)."""
     training = prepare_training(cfg, run)
     valid_corpus = load_corpus(cfg.data, "validation")
     log.info("data: %d training pairs, %d validation pairs",
              sum(p.pairs for p in training.prepared), len(valid_corpus))  # fmt: skip
     run.save_config(cfg)
-    bidirectional_end = bidirectional_variable(cfg.data, resumed)
+    stages = {"bidirectional_end": bidirectional_variable(cfg.data, resumed),
+              "concat_start": concat_variable(cfg.data, resumed)}  # fmt: skip
     batches = run_batches(cfg, training, valid_corpus, strategy.num_replicas_in_sync,
-                          bidirectional_end, worker_share(strategy))  # fmt: skip
+                          worker=worker_share(strategy), **stages)  # fmt: skip
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))
-    return training.tokenizers, batches, bidirectional_end, valid_corpus
+    return training.tokenizers, batches, stages, valid_corpus
 
 
 def data_feed(batches, run: RunDir, resumed: dict, resume_at, worker: int) -> StreamFeed:

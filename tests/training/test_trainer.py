@@ -544,45 +544,51 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("setting", ["bidirectional_steps", "bidirectional_fraction"])
-def test_bidirectional_steps_come_first_then_the_forward_stream(tmp_path, setting):
-    cfg = tiny_run(tmp_path / "run", "tokenizer.shared=true", "data.batch_tokens=256",
-                   "train.epochs=3")  # fmt: skip
-    plain = train(cfg)
-    per_epoch = plain["optimizer_steps"] // 3
-    value = per_epoch if setting == "bidirectional_steps" else 1 / 3  # of 3 epochs: the first
-    bidirectional = tiny_run(tmp_path / "bit", "tokenizer.shared=true", "data.batch_tokens=256",
-                             "train.epochs=3", f"data.{setting}={value}")  # fmt: skip
-    assert train(bidirectional)["optimizer_steps"] == 3 * per_epoch
+# Three epochs of a tiny run with one shared vocabulary and small batches: what the data
+# stages (BiT, concatenation from a step) are compared with, batch for batch.
+STAGED = ("tokenizer.shared=true", "data.batch_tokens=256", "train.epochs=3")
 
-    def history(name):
-        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
+
+@pytest.fixture(scope="module")
+def plain_staged_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("plain_staged")
+    metrics = train(tiny_run(run_dir, *STAGED))
+    return run_dir, metrics["optimizer_steps"] // 3
+
+
+def epoch_history(run_dir) -> list[dict]:
+    return [json.loads(line) for line in open(run_dir / "history.jsonl")]
+
+
+@pytest.mark.parametrize("setting", ["bidirectional_steps", "bidirectional_fraction"])
+def test_bidirectional_steps_come_first_then_the_forward_stream(tmp_path, setting,
+                                                                 plain_staged_run):  # fmt: skip
+    plain_dir, per_epoch = plain_staged_run
+    value = per_epoch if setting == "bidirectional_steps" else 1 / 3  # of 3 epochs: the first
+    bidirectional = tiny_run(tmp_path / "bit", *STAGED, f"data.{setting}={value}")
+    assert train(bidirectional)["optimizer_steps"] == 3 * per_epoch
 
     # Epoch 1 drew its batches from the pairs and their reversals (other targets, other token
     # counts); then the de->en stream starts, batch for batch the plain run's.
-    plain_tokens = [h["tokens"] for h in history("run")]
-    assert [h["tokens"] for h in history("bit")][1:] == plain_tokens[:2]
-    assert history("bit")[0]["tokens"] != plain_tokens[0]
-    assert history("bit")[-1]["loss"] < history("bit")[0]["loss"]
+    plain, bit = epoch_history(plain_dir), epoch_history(tmp_path / "bit")
+    assert [h["tokens"] for h in bit][1:] == [h["tokens"] for h in plain][:2]
+    assert bit[0]["tokens"] != plain[0]["tokens"]
+    assert bit[-1]["loss"] < bit[0]["loss"]
 
 
-def test_pairs_are_joined_from_the_step_concat_from_gives(tmp_path, caplog):
-    common = ("data.batch_tokens=256", "train.epochs=3")
-    plain = train(tiny_run(tmp_path / "run", *common))
-    per_epoch = plain["optimizer_steps"] // 3
+def test_pairs_are_joined_from_the_step_concat_from_gives(tmp_path, caplog, plain_staged_run):
+    plain_dir, per_epoch = plain_staged_run
     with caplog.at_level(logging.INFO, logger="translator"):
-        train(tiny_run(tmp_path / "late", *common, "data.concat=1.0", "data.concat_from=0.34"))
+        train(tiny_run(tmp_path / "late", *STAGED, "data.concat=1.0", "data.concat_from=0.34"))
     assert f"'concat_steps': {round(0.34 * 3 * per_epoch)}" in caplog.text
-
-    def history(name):
-        return [json.loads(line) for line in open(tmp_path / name / "history.jsonl")]
 
     # The first third is the plain run's, batch for batch; then every example joins 2-3 pairs
     # (fewer, longer examples: other token counts).
-    assert history("late")[0]["tokens"] == history("run")[0]["tokens"]
-    later = zip(history("late")[1:], history("run")[1:], strict=True)
-    assert all(late["tokens"] != run["tokens"] for late, run in later)
-    assert history("late")[-1]["loss"] < history("late")[0]["loss"]
+    plain, late = epoch_history(plain_dir), epoch_history(tmp_path / "late")
+    assert late[0]["tokens"] == plain[0]["tokens"]
+    assert all(ours["tokens"] != theirs["tokens"]
+               for ours, theirs in zip(late[1:], plain[1:], strict=True))  # fmt: skip
+    assert late[-1]["loss"] < late[0]["loss"]
 
 
 def test_concat_from_without_concat_is_refused_before_any_work(tmp_path):

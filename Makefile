@@ -46,7 +46,7 @@ chromium:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: $(STAMP) chromium ## Run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-fast: $(STAMP) ## Run the tests not marked slow (no training)
 	$(PY) -m pytest -q -m "not slow"

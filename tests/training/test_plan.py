@@ -11,7 +11,7 @@ def plan_settings(**settings):
     """A `cfg` with the train and data keys a StepPlan reads, linear decay to `auto`."""
     train = {"epochs": 100, "decay_steps": "auto", "warmup_fraction": None, "warmup_steps": 4,
              "warmup_min_steps": 1, "average_fraction": None, "average_last": 0}  # fmt: skip
-    data = {"bidirectional_fraction": 0.0}
+    data = {"bidirectional_fraction": 0.0, "concat_from": 0.0}
     for key, value in settings.items():
         (data if key == "bidirectional_fraction" else train)[key] = value
     return OmegaConf.create({"train": train, "data": data})

@@ -151,9 +151,8 @@ def batch_stream(pairs: tf.data.Dataset, data: DictConfig, training: bool, seed:
     """Pairs of ids (START/END included) -> ((source_ids, target_in), target_out) batches:
     in training shuffled in a buffer of `shuffle_buffer` (default `data.shuffle_buffer`) pairs,
     a fraction `data.concat` of the examples joining several pairs (`concat_pairs`; none when not
-    `concat`), and with
-    source dropout; each pair also reversed when `bidirectional`; repeated when
-    `endless` (see `make_batches`)."""
+    `concat`), and with source dropout; each pair also reversed when `bidirectional`; repeated
+    when `endless` (see `make_batches`)."""
     if bidirectional:
         pairs = pairs.flat_map(_both_directions)
     if training:

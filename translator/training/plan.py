@@ -54,7 +54,7 @@ class StepPlan:
         # Each data stage: the state key, its step variable and its fraction of the run.
         self.stages = [(key, variable, fraction) for key, variable, fraction in (
             ("bidirectional_steps", bidirectional_end, self.data.bidirectional_fraction),
-            ("concat_steps", concat_start, self.data.get("concat_from", 0.0)),
+            ("concat_steps", concat_start, self.data.concat_from),
         ) if variable is not None and fraction]  # fmt: skip
         self.predicted_epochs = int(self.train.epochs)
 
@@ -135,20 +135,23 @@ class StepPlan:
 
 
 def bidirectional_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None:
-    """The step at which the training stream stops adding reversed pairs, as a variable the
-    pipeline reads: for `data.bidirectional_fraction` first never (the plan sets it), or what an
-    interrupted run had set; None otherwise."""
+    """The step at which the training stream stops adding reversed pairs
+    (`data.bidirectional_fraction`, else None): see `stage_variable`."""
     if not data.bidirectional_fraction:
         return None
-    end = resumed_state.get("plan", {}).get("bidirectional_steps", NEVER)
-    return tf.Variable(end, dtype=tf.int64, trainable=False, name="bidirectional_end")
+    return stage_variable("bidirectional_steps", "bidirectional_end", resumed_state)
 
 
 def concat_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None:
-    """The step at which the training stream starts joining pairs (`data.concat_from`), as a
-    variable the pipeline reads: first never (the plan sets it), or what an interrupted run had
-    set; None when pairs are joined from the start or never."""
+    """The step at which the training stream starts joining pairs (`data.concat_from`; None
+    when pairs are joined from the start or never): see `stage_variable`."""
     if not (data.concat and data.concat_from):
         return None
-    start = resumed_state.get("plan", {}).get("concat_steps", NEVER)
-    return tf.Variable(start, dtype=tf.int64, trainable=False, name="concat_start")
+    return stage_variable("concat_steps", "concat_start", resumed_state)
+
+
+def stage_variable(key: str, name: str, resumed_state: dict) -> tf.Variable:
+    """A data stage's switch step as a variable the pipeline reads: first never (the plan sets
+    it), or what an interrupted run had set (its plan's `key`)."""
+    step = resumed_state.get("plan", {}).get(key, NEVER)
+    return tf.Variable(step, dtype=tf.int64, trainable=False, name=name)

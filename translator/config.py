@@ -99,6 +99,7 @@ class DataConfig:
     concat: float = 0.0
     concat_most: int = 3
     concat_from: float = 0.0
+    concat_until: float = 1.0
 
     def __post_init__(self):
         if self.kind not in ("parallel_text", "tfds"):
@@ -120,9 +121,16 @@ class DataConfig:
         _number("data.concat", self.concat, 0, 1)
         _number("data.concat_most", self.concat_most, 2)
         _number("data.concat_from", self.concat_from, 0, 1, closed=False)
+        _number("data.concat_until", self.concat_until, 0, 1)
         if self.concat_from and not self.concat:
             _refuse("data.concat_from", self.concat_from,
                     "0 when data.concat=0 (no pairs are joined)")  # fmt: skip
+        if self.concat_until < 1 and not self.concat:
+            _refuse("data.concat_until", self.concat_until,
+                    "1 when data.concat=0 (no pairs are joined)")  # fmt: skip
+        if self.concat_until <= self.concat_from:
+            _refuse("data.concat_until", self.concat_until,
+                    f"a fraction above data.concat_from={self.concat_from}")  # fmt: skip
 
 
 @dataclass

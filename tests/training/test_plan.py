@@ -11,7 +11,7 @@ def plan_settings(**settings):
     """A `cfg` with the train and data keys a StepPlan reads, linear decay to `auto`."""
     train = {"epochs": 100, "decay_steps": "auto", "warmup_fraction": None, "warmup_steps": 4,
              "warmup_min_steps": 1, "average_fraction": None, "average_last": 0}  # fmt: skip
-    data = {"bidirectional_fraction": 0.0, "concat_from": 0.0}
+    data = {"bidirectional_fraction": 0.0, "concat_from": 0.0, "concat_until": 1.0}
     for key, value in settings.items():
         (data if key == "bidirectional_fraction" else train)[key] = value
     return OmegaConf.create({"train": train, "data": data})
@@ -52,3 +52,19 @@ def test_the_concatenation_start_follows_the_prediction_and_is_saved_and_restore
     resumed_start = tf.Variable(NEVER, dtype=tf.int64)
     StepPlan(cfg, steps_per_epoch=100, concat_start=resumed_start).restore(plan.state())
     assert int(resumed_start.numpy()) == 500
+
+
+def test_the_concatenation_end_follows_the_prediction_with_its_start():
+    start, end = tf.Variable(NEVER, dtype=tf.int64), tf.Variable(NEVER, dtype=tf.int64)
+    cfg = plan_settings()
+    cfg.data.concat_from, cfg.data.concat_until = 0.25, 0.75
+    plan = StepPlan(cfg, steps_per_epoch=100, concat_start=start, concat_end=end)
+    assert plan.update(20, step=0) == {"predicted_steps": 2000, "concat_steps": 500,
+                                       "concat_end_steps": 1500}  # fmt: skip
+    # The start is passed and stays; the end is far ahead and follows.
+    assert plan.update(10, step=600) == {"predicted_steps": 1000, "concat_steps": 500,
+                                         "concat_end_steps": 750}  # fmt: skip
+    assert plan.state() == {"predicted_epochs": 10, "concat_steps": 500, "concat_end_steps": 750}
+    resumed_end = tf.Variable(NEVER, dtype=tf.int64)
+    StepPlan(cfg, steps_per_epoch=100, concat_end=resumed_end).restore(plan.state())
+    assert int(resumed_end.numpy()) == 750

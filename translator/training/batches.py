@@ -24,7 +24,8 @@ from translator.tokenizer import TokenizerPair
 
 log = logging.getLogger(__name__)
 
-# Added to the run's seed for the stream of joined pairs that starts at `data.concat_from`.
+# Added to the run's seed for the stream of joined pairs when it is a stage of the run
+# (`data.concat_from`, `data.concat_until`): it does not replay the plain stream's pairs.
 CONCAT_SEED_OFFSET = 1000
 
 
@@ -70,6 +71,7 @@ def run_batches(
     bidirectional_end: tf.Variable | None = None,
     worker: tuple[int, int] = (0, 1),
     concat_start: tf.Variable | None = None,
+    concat_end: tf.Variable | None = None,
 ) -> RunBatches:
     """Batches of the prepared training data and the validation corpus, as `cfg.data` and
     `cfg.train` describe.
@@ -80,8 +82,9 @@ def run_batches(
     (subword regularization); validation batches, in memory, use the deterministic tokenizers.
     With bidirectional training, updates before `data.bidirectional_steps` (or the step
     `bidirectional_end` holds, which the run's plan sets) also train on the reversed pairs.
-    With `data.concat_from`, pairs are joined (`data.concat`) from the step `concat_start` holds,
-    in a stream of its own shuffle order (it does not replay the first pairs of the run).
+    With `data.concat_from` or `data.concat_until`, pairs are joined (`data.concat`) from the
+    step `concat_start` holds and until the step `concat_end` holds, in a stream of its own
+    shuffle order (it does not replay the pairs of the plain stream).
     `worker` = (index, count) of this worker among several, each reading its own shards.
     """
     tokenizers = training.tokenizers
@@ -91,8 +94,10 @@ def run_batches(
     # A buffer larger than the pairs a worker reads in a pass would mix passes: no larger.
     buffer = min(cfg.data.shuffle_buffer, sum(p.pairs for p in training.prepared) // worker[1])
 
+    concat_staged = concat_start is not None or concat_end is not None
+
     def stream(bidirectional: bool, concat: bool) -> tf.data.Dataset:
-        seed = cfg.seed + (CONCAT_SEED_OFFSET if concat and concat_start is not None else 0)
+        seed = cfg.seed + (CONCAT_SEED_OFFSET if concat and concat_staged else 0)
         pairs = training_pairs(training, seed, worker, sampling if sampling.samples else None)
         return batch_stream(pairs, cfg.data, training=True, seed=seed, replicas=replicas,
                             bidirectional=bidirectional, shuffle_buffer=max(1, buffer),
@@ -109,7 +114,9 @@ def run_batches(
         bidirectional_end = tf.constant(cfg.data.bidirectional_steps, tf.int64)
 
     def train_stream() -> tf.data.Dataset:
-        return own_shards(staged_stream(stream, bidirectional_end, concat_start, accumulate))
+        return own_shards(
+            staged_stream(stream, bidirectional_end, concat_start, accumulate, concat_end)
+        )
 
     if bidirectional_end is not None:
         log.info(
@@ -154,14 +161,16 @@ def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def staged_stream(stream, bidirectional_end, concat_start, accumulate: int = 1
-                  ) -> tf.data.Dataset:  # fmt: skip
+def staged_stream(stream, bidirectional_end, concat_start, accumulate: int = 1,
+                  concat_end=None) -> tf.data.Dataset:  # fmt: skip
     """The training batches through the run's data stages: `stream(bidirectional, concat)`
     with reversed pairs before update number `bidirectional_end` and joined pairs from update
-    number `concat_start` (step variables or tensors read as the stream runs; None: no such
-    stage); an update takes `accumulate` batches."""
+    number `concat_start` until update number `concat_end` (step variables or tensors read as
+    the stream runs; None: no such stage end); an update takes `accumulate` batches. Each
+    stream is taken up where it was left: none replays its batches."""
     directions = (True, False) if bidirectional_end is not None else (False,)
-    joins = (False, True) if concat_start is not None else (True,)
+    staged = concat_start is not None or concat_end is not None
+    joins = (False, True) if staged else (True,)
     streams = [stream(bidirectional, concat) for bidirectional in directions for concat in joins]
     if len(streams) == 1:
         return streams[0]
@@ -170,8 +179,13 @@ def staged_stream(stream, bidirectional_end, concat_start, accumulate: int = 1
         update, index = batch // accumulate, tf.constant(0, tf.int64)
         if bidirectional_end is not None:
             index += tf.cast(update >= bidirectional_end, tf.int64) * len(joins)
-        if concat_start is not None:
-            index += tf.cast(update >= concat_start, tf.int64)
+        if staged:
+            joined = tf.constant(True)
+            if concat_start is not None:
+                joined = tf.logical_and(joined, update >= concat_start)
+            if concat_end is not None:
+                joined = tf.logical_and(joined, update < concat_end)
+            index += tf.cast(joined, tf.int64)
         return index
 
     choice = tf.data.Dataset.counter().map(stage)
@@ -199,9 +213,10 @@ def describe_augmentation(cfg: DictConfig, sampled: bool) -> None:
             "all" if nbest < 0 else nbest, cfg.tokenizer.sample_alpha,
         )  # fmt: skip
     if cfg.data.concat:
-        start = f", from {cfg.data.concat_from:.0%} of the run on" if cfg.data.concat_from else ""
-        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs%s",
-                 100 * cfg.data.concat, cfg.data.concat_most, start)  # fmt: skip
+        start = f", from {cfg.data.concat_from:.0%} of the run" if cfg.data.concat_from else ""
+        end = f", until {cfg.data.concat_until:.0%} of it" if cfg.data.concat_until < 1 else ""
+        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs%s%s",
+                 100 * cfg.data.concat, cfg.data.concat_most, start, end)  # fmt: skip
     if cfg.data.source_dropout:
         log.info(
             "source dropout: training source pieces replaced by UNK at %s", cfg.data.source_dropout

@@ -3,7 +3,8 @@
 A config gives the warm-up, the bidirectional (BiT) stage and the averaging window either as
 counts (`train.warmup_steps`, `data.bidirectional_steps`, `train.average_last`) or as fractions of
 the run (`train.warmup_fraction`, `data.bidirectional_fraction`, `train.average_fraction`); the
-start of concatenation (`data.concat_from`) is a fraction of the run. A
+start and end of concatenation (`data.concat_from`, `data.concat_until`) are fractions of the
+run. A
 fraction is of epochs x steps per epoch; with a time budget, of the epochs predicted to fit in it
 on this machine: estimated from the first steps' speed, then after every epoch (`TimeBudget`).
 So one command gives the same shape of schedule on a CPU three times slower, in a third of the
@@ -30,8 +31,8 @@ NEVER = 2**62  # a stage end that is never reached
 
 
 class StepPlan:
-    """The run's warm-up, data stages (BiT end, concatenation start), decay end and averaging
-    window, following its length.
+    """The run's warm-up, data stages (BiT end, concatenation start and end), decay end and
+    averaging window, following its length.
 
     Args:
         cfg: the run's config (`train` and `data`).
@@ -42,10 +43,12 @@ class StepPlan:
             at (`run_batches`), or None without bidirectional training.
         concat_start: the step variable the training stream starts joining pairs at, or None
             when they are joined from the start (or never).
+        concat_end: the step variable it stops joining pairs at, or None when they are joined
+            to the end (or never).
     """
 
     def __init__(self, cfg: DictConfig, steps_per_epoch: int, schedule=None,
-                 bidirectional_end=None, concat_start=None):  # fmt: skip
+                 bidirectional_end=None, concat_start=None, concat_end=None):  # fmt: skip
         self.train, self.data = cfg.train, cfg.data
         self.steps_per_epoch = steps_per_epoch
         linear = isinstance(schedule, LinearDecaySchedule)
@@ -55,6 +58,7 @@ class StepPlan:
         self.stages = [(key, variable, fraction) for key, variable, fraction in (
             ("bidirectional_steps", bidirectional_end, self.data.bidirectional_fraction),
             ("concat_steps", concat_start, self.data.concat_from),
+            ("concat_end_steps", concat_end, self.data.concat_until),
         ) if variable is not None and fraction]  # fmt: skip
         self.predicted_epochs = int(self.train.epochs)
 
@@ -148,6 +152,14 @@ def concat_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None
     if not (data.concat and data.concat_from):
         return None
     return stage_variable("concat_steps", "concat_start", resumed_state)
+
+
+def concat_end_variable(data: DictConfig, resumed_state: dict) -> tf.Variable | None:
+    """The step at which the training stream stops joining pairs (`data.concat_until`; None
+    when pairs are joined to the end or never): see `stage_variable`."""
+    if not (data.concat and data.concat_until < 1):
+        return None
+    return stage_variable("concat_end_steps", "concat_end", resumed_state)
 
 
 def stage_variable(key: str, name: str, resumed_state: dict) -> tf.Variable:

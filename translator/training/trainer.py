@@ -31,7 +31,12 @@ from translator.training.feed import StreamFeed
 from translator.training.losses import MaskedCrossEntropy
 from translator.training.metrics import MaskedAccuracy
 from translator.training.model import TrainingTransformer
-from translator.training.plan import StepPlan, bidirectional_variable, concat_variable
+from translator.training.plan import (
+    StepPlan,
+    bidirectional_variable,
+    concat_end_variable,
+    concat_variable,
+)
 from translator.training.quality import quality_callback
 from translator.training.rdrop import RDropTransformer
 from translator.training.schedules import PerUpdate, build_schedule, describe_schedule
@@ -325,7 +330,8 @@ def prepare_data(cfg: DictConfig, run: RunDir, strategy, resumed: dict):
              sum(p.pairs for p in training.prepared), len(valid_corpus))  # fmt: skip
     run.save_config(cfg)
     stages = {"bidirectional_end": bidirectional_variable(cfg.data, resumed),
-              "concat_start": concat_variable(cfg.data, resumed)}  # fmt: skip
+              "concat_start": concat_variable(cfg.data, resumed),
+              "concat_end": concat_end_variable(cfg.data, resumed)}  # fmt: skip
     batches = run_batches(cfg, training, valid_corpus, strategy.num_replicas_in_sync,
                           worker=worker_share(strategy), **stages)  # fmt: skip
     log.info(describe_schedule(cfg.train, batches.steps_per_epoch))

@@ -545,7 +545,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
 
 
 # Three epochs of a tiny run with one shared vocabulary and small batches: what the data
-# stages (BiT, concatenation from a step) are compared with, batch for batch.
+# stages (BiT, concatenation from or until a step) are compared with, batch for batch.
 STAGED = ("tokenizer.shared=true", "data.batch_tokens=256", "train.epochs=3")
 
 
@@ -591,9 +591,30 @@ def test_pairs_are_joined_from_the_step_concat_from_gives(tmp_path, caplog, plai
     assert late[-1]["loss"] < late[0]["loss"]
 
 
-def test_concat_from_without_concat_is_refused_before_any_work(tmp_path):
-    with pytest.raises(TranslatorError, match=r"concat_from=0.5: expected 0 when data.concat=0"):
-        train(tiny_run(tmp_path / "run", "data.concat_from=0.5"))
+def test_pairs_are_joined_until_the_step_concat_until_gives(tmp_path, caplog, plain_staged_run):
+    plain_dir, per_epoch = plain_staged_run
+    with caplog.at_level(logging.INFO, logger="translator"):
+        train(tiny_run(tmp_path / "early", *STAGED, "data.concat=1.0", "data.concat_until=0.67"))
+    assert f"'concat_end_steps': {round(0.67 * 3 * per_epoch)}" in caplog.text
+
+    # Two thirds of joined examples, then single pairs: the plain run's stream from its start.
+    plain, early = epoch_history(plain_dir), epoch_history(tmp_path / "early")
+    assert all(ours["tokens"] != theirs["tokens"]
+               for ours, theirs in zip(early[:2], plain[:2], strict=True))  # fmt: skip
+    assert early[2]["tokens"] == plain[0]["tokens"]
+    assert early[-1]["loss"] < early[0]["loss"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["data.concat_from=0.5"], r"concat_from=0.5: expected 0 when data.concat=0"),
+    (["data.concat_until=0.5"], r"concat_until=0.5: expected 1 when data.concat=0"),
+    (["data.concat=0.5", "data.concat_from=0.5", "data.concat_until=0.5"],
+     r"concat_until=0.5: expected a fraction above data.concat_from=0.5"),
+])  # fmt: skip
+def test_concatenation_stages_that_join_nothing_are_refused_before_any_work(tmp_path, settings,
+                                                                            message):  # fmt: skip
+    with pytest.raises(TranslatorError, match=message):
+        train(tiny_run(tmp_path / "run", *settings))
     assert not (tmp_path / "run").exists()
 
 

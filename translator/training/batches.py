@@ -213,10 +213,11 @@ def describe_augmentation(cfg: DictConfig, sampled: bool) -> None:
             "all" if nbest < 0 else nbest, cfg.tokenizer.sample_alpha,
         )  # fmt: skip
     if cfg.data.concat:
-        start = f", from {cfg.data.concat_from:.0%} of the run" if cfg.data.concat_from else ""
-        end = f", until {cfg.data.concat_until:.0%} of it" if cfg.data.concat_until < 1 else ""
-        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs%s%s",
-                 100 * cfg.data.concat, cfg.data.concat_most, start, end)  # fmt: skip
+        stage = [f"from {cfg.data.concat_from:.0%}"] if cfg.data.concat_from else []
+        stage += [f"until {cfg.data.concat_until:.0%}"] if cfg.data.concat_until < 1 else []
+        stage = f", {' '.join(stage)} of the run" if stage else ""
+        log.info("concatenation: %.0f%% of the training examples join 2 to %d random pairs%s",
+                 100 * cfg.data.concat, cfg.data.concat_most, stage)  # fmt: skip
     if cfg.data.source_dropout:
         log.info(
             "source dropout: training source pieces replaced by UNK at %s", cfg.data.source_dropout

@@ -3,16 +3,18 @@
     make bench-paragraphs RUN=checkpoints/<run> [ARGS="split=validation"]
 
 The split's first `sentences` sentences are joined `k` at a time (one space between them) into
-lines, and their references likewise. Each table row gives sacreBLEU's BLEU and length ratio of
-the lines translated whole (`segment=false`: one model input per line), sentence by sentence
-(the sentences translated alone, their translations joined: what a perfect segmenter gives) and
-segmented (`segment=true`: the project's segmenter cuts each line). Then the cost of segmenting:
-the split one sentence per line translated with and without segmentation (fastest of `repeats`
-passes each), and the segmenter's own time on those lines.
+lines, and their references likewise. Each table row gives sacreBLEU's BLEU (± the half-width of
+its bootstrap 95% interval) and length ratio of the lines translated whole (`segment=false`: one
+model input per line), sentence by sentence (the sentences translated alone, their translations
+joined: what a perfect segmenter gives) and segmented (`segment=true`: the project's segmenter
+cuts each line). Then the cost of segmenting: the split one sentence per line translated with
+and without segmentation (fastest of `repeats` passes each), and the segmenter's own time on
+those lines.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -35,11 +37,17 @@ def joined(lines: list[str], k: int) -> list[str]:
 
 
 def bleu(hypotheses: list[str], references: list[str]) -> dict:
-    import sacrebleu
+    """sacreBLEU's BLEU, the half-width of its bootstrap 95% interval and the length ratio."""
+    from sacrebleu.metrics import BLEU
 
-    result = sacrebleu.corpus_bleu(hypotheses, [references])
+    from translator.evaluation.scoring import BOOTSTRAP_SAMPLES
+
+    metric = BLEU()
+    result = metric.corpus_score(hypotheses, [references], n_bootstrap=BOOTSTRAP_SAMPLES)
+    fields = json.loads(result.format(signature=str(metric.get_signature()), is_json=True))
     return {
         "bleu": round(result.score, 2),
+        "ci": fields["confidence_var"],
         "length_ratio": round(result.sys_len / result.ref_len, 3),
     }
 

@@ -242,12 +242,13 @@ def test_bad_engine_settings_are_one_line_errors(run_copy, overrides, named):
 
 def test_sampling_settings_pass_through_to_ctranslate2(run_copy, validation):
     """top-k 1 is greedy search; hot sampling strays from it, and a model loaded with the same
-    seed (the same command again) draws the same tokens."""
+    seed (the same command again) draws the same tokens, over batches that would otherwise be
+    decoded two at a time by whichever CTranslate2 worker is free."""
     sentences = validation[:48]
     greedy = CTranslate2Translator.from_run_dir(run_copy, compose("decode=greedy").decode,
                                                 engine=CT2_FLOAT32)  # fmt: skip
-    sample = compose("decode=sample", "decode.sampling_temperature=3.0",
-                     "decode.sampling_seed=3").decode  # fmt: skip
+    sample = compose("decode=sample", "decode.sampling_temperature=3.0", "decode.sampling_seed=3",
+                     "decode.batch_size=4", "decode.parallel_batches=2").decode  # fmt: skip
     top1 = OmegaConf.merge(sample, {"sampling_topk": 1})
     assert greedy.with_decode(top1).translate(sentences) == greedy.translate(sentences)
     first = CTranslate2Translator.from_run_dir(run_copy, sample, engine=CT2_FLOAT32)

@@ -133,11 +133,13 @@ class CTranslate2Translator:
         folder = prepare_model(run, weights, engine.get("model_dir"))
         settings = decode_settings(cfg.get("decode"), decode)
         threads = engine.get("threads") or cpu_threads()
-        batches = min(settings.parallel_batches, threads)  # decoded at once, sharing the threads
         if settings.get("sampling_seed") is not None:
-            # CTranslate2 seeds its threads' generators as it starts them: the same command
-            # with the same seed draws the same tokens.
+            # CTranslate2 seeds each worker's generator as it starts it, and a batch goes to
+            # whichever worker is free: one worker, decoding the batches in order, makes the
+            # same command with the same seed draw the same tokens.
             ctranslate2.set_random_seed(int(settings.sampling_seed))
+            settings.parallel_batches = 1
+        batches = min(settings.parallel_batches, threads)  # decoded at once, sharing the threads
         try:
             loaded = ctranslate2.Translator(
                 str(folder),

@@ -576,33 +576,27 @@ def test_bidirectional_steps_come_first_then_the_forward_stream(tmp_path, settin
     assert bit[-1]["loss"] < bit[0]["loss"]
 
 
-def test_pairs_are_joined_from_the_step_concat_from_gives(tmp_path, caplog, plain_staged_run):
+@pytest.mark.parametrize("setting, key, joined, replayed", [
+    # From a third on: the first epoch is the plain run's first, batch for batch.
+    ("data.concat_from=0.34", "concat_steps", [1, 2], (0, 0)),
+    # Until two thirds: the last epoch is the plain stream from its start (the plain run's first).
+    ("data.concat_until=0.67", "concat_end_steps", [0, 1], (2, 0)),
+])  # fmt: skip
+def test_pairs_are_joined_only_in_the_concatenation_stage(
+    tmp_path, caplog, plain_staged_run, setting, key, joined, replayed
+):
     plain_dir, per_epoch = plain_staged_run
+    fraction = float(setting.split("=")[1])
     with caplog.at_level(logging.INFO, logger="translator"):
-        train(tiny_run(tmp_path / "late", *STAGED, "data.concat=1.0", "data.concat_from=0.34"))
-    assert f"'concat_steps': {round(0.34 * 3 * per_epoch)}" in caplog.text
+        train(tiny_run(tmp_path / "staged", *STAGED, "data.concat=1.0", setting))
+    assert f"'{key}': {round(fraction * 3 * per_epoch)}" in caplog.text
 
-    # The first third is the plain run's, batch for batch; then every example joins 2-3 pairs
-    # (fewer, longer examples: other token counts).
-    plain, late = epoch_history(plain_dir), epoch_history(tmp_path / "late")
-    assert late[0]["tokens"] == plain[0]["tokens"]
-    assert all(ours["tokens"] != theirs["tokens"]
-               for ours, theirs in zip(late[1:], plain[1:], strict=True))  # fmt: skip
-    assert late[-1]["loss"] < late[0]["loss"]
-
-
-def test_pairs_are_joined_until_the_step_concat_until_gives(tmp_path, caplog, plain_staged_run):
-    plain_dir, per_epoch = plain_staged_run
-    with caplog.at_level(logging.INFO, logger="translator"):
-        train(tiny_run(tmp_path / "early", *STAGED, "data.concat=1.0", "data.concat_until=0.67"))
-    assert f"'concat_end_steps': {round(0.67 * 3 * per_epoch)}" in caplog.text
-
-    # Two thirds of joined examples, then single pairs: the plain run's stream from its start.
-    plain, early = epoch_history(plain_dir), epoch_history(tmp_path / "early")
-    assert all(ours["tokens"] != theirs["tokens"]
-               for ours, theirs in zip(early[:2], plain[:2], strict=True))  # fmt: skip
-    assert early[2]["tokens"] == plain[0]["tokens"]
-    assert early[-1]["loss"] < early[0]["loss"]
+    # In the stage every example joins 2-3 pairs (fewer, longer examples: other token counts).
+    plain, staged = epoch_history(plain_dir), epoch_history(tmp_path / "staged")
+    assert all(staged[epoch]["tokens"] != plain[epoch]["tokens"] for epoch in joined)
+    ours, theirs = replayed
+    assert staged[ours]["tokens"] == plain[theirs]["tokens"]
+    assert staged[-1]["loss"] < staged[0]["loss"]
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -11,7 +11,7 @@ def stage_names(bidirectional_end, concat_start, accumulate, batches=10, concat_
     def stream(bidirectional, concat):
         return tf.data.Dataset.from_tensors((bidirectional, concat)).repeat()
 
-    staged = staged_stream(stream, bidirectional_end, concat_start, accumulate, concat_end)
+    staged = staged_stream(stream, bidirectional_end, concat_start, concat_end, accumulate)
     return [tuple(bool(x) for x in batch) for batch in staged.take(batches)]
 
 

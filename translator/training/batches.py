@@ -115,7 +115,7 @@ def run_batches(
 
     def train_stream() -> tf.data.Dataset:
         return own_shards(
-            staged_stream(stream, bidirectional_end, concat_start, accumulate, concat_end)
+            staged_stream(stream, bidirectional_end, concat_start, concat_end, accumulate)
         )
 
     if bidirectional_end is not None:
@@ -161,8 +161,8 @@ def split_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def staged_stream(stream, bidirectional_end, concat_start, accumulate: int = 1,
-                  concat_end=None) -> tf.data.Dataset:  # fmt: skip
+def staged_stream(stream, bidirectional_end=None, concat_start=None, concat_end=None,
+                  accumulate: int = 1) -> tf.data.Dataset:  # fmt: skip
     """The training batches through the run's data stages: `stream(bidirectional, concat)`
     with reversed pairs before update number `bidirectional_end` and joined pairs from update
     number `concat_start` until update number `concat_end` (step variables or tensors read as

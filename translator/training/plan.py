@@ -4,9 +4,9 @@ A config gives the warm-up, the bidirectional (BiT) stage and the averaging wind
 counts (`train.warmup_steps`, `data.bidirectional_steps`, `train.average_last`) or as fractions of
 the run (`train.warmup_fraction`, `data.bidirectional_fraction`, `train.average_fraction`); the
 start and end of concatenation (`data.concat_from`, `data.concat_until`) are fractions of the
-run. A
-fraction is of epochs x steps per epoch; with a time budget, of the epochs predicted to fit in it
-on this machine: estimated from the first steps' speed, then after every epoch (`TimeBudget`).
+run. A fraction is of epochs x steps per epoch; with a time budget, of the epochs predicted to
+fit in it on this machine: estimated from the first steps' speed, then after every epoch
+(`TimeBudget`).
 So one command gives the same shape of schedule on a CPU three times slower, in a third of the
 steps. The linear decay's zero point (`decay_steps=auto`) follows the same prediction.
 """

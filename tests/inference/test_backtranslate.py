@@ -44,6 +44,38 @@ def test_backtranslate_writes_aligned_files_with_empty_lines_kept(trained_run, t
     assert written(tmp_path / "again") == files
 
 
+def test_samples_writes_each_line_that_many_times_with_its_own_draws(trained_run, tmp_path):
+    cfg, _ = trained_run
+    source = tmp_path / "mono.de"
+    source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    overrides = ("samples=3", "decode.sampling_topk=0", "decode.sampling_temperature=3.0")
+    result = backtranslate(command(cfg.run_dir, source, tmp_path / "bt", *overrides))
+    files = written(tmp_path / "bt")
+    assert result["lines"] == 15
+    assert files["train.de"] == [line.strip() for line in LINES for _ in range(3)]
+    draws = [files["train.en"][3 * i:3 * i + 3] for i in range(len(LINES))]
+    assert draws[1] == draws[3] == ["", "", ""]  # empty lines stay empty in every copy
+    # Hot, unrestricted sampling from a model that memorised its targets still varies.
+    assert any(len(set(three)) > 1 for three in draws), draws
+    assert json.loads((tmp_path / "bt" / SYNTHETIC_MARK).read_text())["samples"] == 3
+    backtranslate(command(cfg.run_dir, source, tmp_path / "again", *overrides))
+    assert written(tmp_path / "again") == files  # seeded: the same draws again
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("samples=0",), "samples=0: expected a whole number >= 1"),
+    (("samples=2", "decode=beam"), "samples=2 needs a sampling decode"),
+    (("samples=2", "decode=greedy"), "samples=2 needs a sampling decode"),
+])  # fmt: skip
+def test_samples_is_refused_where_it_cannot_draw(trained_run, tmp_path, overrides, message):
+    cfg, _ = trained_run
+    source = tmp_path / "mono.de"
+    source.write_text("Ein Hund.\n", encoding="utf-8")
+    with pytest.raises(TranslatorError, match=message):
+        backtranslate(command(cfg.run_dir, source, tmp_path / "bt", *overrides))
+    assert not (tmp_path / "bt").exists()
+
+
 def test_the_folder_reads_as_a_corpus_with_its_sources_tagged(trained_run, tmp_path):
     cfg, _ = trained_run
     source = tmp_path / "mono.de"

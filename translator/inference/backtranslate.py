@@ -4,7 +4,8 @@ becomes a parallel corpus with synthetic sources (Sennrich et al., 2016; Edunov 
 A run trained in the reverse direction (target -> source) translates each line; the folder it
 writes holds `train.<its source>` (the real lines) and `train.<its target>` (their translations),
 aligned line by line, empty lines kept, plus SYNTHETIC_MARK describing how it was made. Any
-`data` config reads it, typically as one of `data.corpora` beside the real pairs.
+`data` config reads it, typically as one of `data.corpora` beside the real pairs. With
+`samples=N` (sampling decodes only) each line is written N times, each with its own draw.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from translator.atomic import fsync_directory, temporary_beside
 from translator.data.sources import SYNTHETIC_MARK, count_lines, decoded_lines
 from translator.errors import TranslatorError
 from translator.inference.engines import from_command
+from translator.inference.translator import sampling_options
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,10 @@ def backtranslate(cfg: DictConfig) -> dict:
     target = Path(cfg.output)
     check_output(target, cfg.overwrite)
     translator = from_command(cfg)
+    samples = check_samples(cfg.samples, translator.decode)
     run_cfg = translator.run_config
     real, synthetic = run_cfg.data.source, run_cfg.data.target
-    total = count_lines(cfg.input)
+    total = count_lines(cfg.input) * samples
     start = time.perf_counter()
     with temporary_beside(target) as partial:
         partial.mkdir()
@@ -51,6 +54,7 @@ def backtranslate(cfg: DictConfig) -> dict:
             tqdm(total=total, unit="line", desc="back-translating", file=sys.stderr) as bar,
         ):
             for block in blocks(decoded_lines(cfg.input)):
+                block = [line for line in block for _ in range(samples)]
                 translations = translator.translate(block)
                 real_file.write("".join(f"{line}\n" for line in block))
                 synthetic_file.write("".join(f"{text}\n" for text in translations))
@@ -67,6 +71,19 @@ def backtranslate(cfg: DictConfig) -> dict:
     print(f"wrote {total} pairs ({synthetic} synthetic, {real} real) to {target}",
           file=sys.stderr)  # fmt: skip
     return {"lines": total, "seconds": round(seconds, 1), "output": str(target)}
+
+
+def check_samples(samples, decode: DictConfig) -> int:
+    """`samples`, checked: a whole number >= 1, and above 1 only when `decode` samples (greedy
+    and beam search would write the same translation N times)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise TranslatorError(f"samples={samples}: expected a whole number >= 1")
+    if samples > 1 and sampling_options(decode) is None:
+        raise TranslatorError(f"samples={samples} needs a sampling decode (decode=sample, or "
+                              "decode.sampling_topk other than 1): "
+                              f"decode.strategy={decode.strategy} gives the same "
+                              "translation every time")  # fmt: skip
+    return samples
 
 
 def check_output(target: Path, overwrite: bool) -> None:
@@ -91,5 +108,6 @@ def describe(cfg: DictConfig, translator, lines: int, seconds: float) -> dict:
         "decode": OmegaConf.to_container(translator.decode),
         "input": str(cfg.input),
         "lines": lines,
+        "samples": cfg.samples,
         "seconds": round(seconds, 1),
     }

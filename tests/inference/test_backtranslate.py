@@ -53,7 +53,7 @@ def test_samples_writes_each_line_that_many_times_with_its_own_draws(trained_run
     files = written(tmp_path / "bt")
     assert result["lines"] == 15
     assert files["train.de"] == [line.strip() for line in LINES for _ in range(3)]
-    draws = [files["train.en"][3 * i:3 * i + 3] for i in range(len(LINES))]
+    draws = [files["train.en"][3 * i : 3 * i + 3] for i in range(len(LINES))]
     assert draws[1] == draws[3] == ["", "", ""]  # empty lines stay empty in every copy
     # Hot, unrestricted sampling from a model that memorised its targets still varies.
     assert any(len(set(three)) > 1 for three in draws), draws

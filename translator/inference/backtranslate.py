@@ -38,10 +38,10 @@ def backtranslate(cfg: DictConfig) -> dict:
     """Translate `cfg.input` with the run `cfg.run_dir` into the corpus folder `cfg.output`."""
     if not cfg.input or not cfg.output:
         raise TranslatorError("backtranslate needs input=<monolingual text> and output=<folder>")
+    samples = check_samples(cfg.samples, cfg.decode)
     target = Path(cfg.output)
     check_output(target, cfg.overwrite)
     translator = from_command(cfg)
-    samples = check_samples(cfg.samples, translator.decode)
     run_cfg = translator.run_config
     real, synthetic = run_cfg.data.source, run_cfg.data.target
     total = count_lines(cfg.input) * samples

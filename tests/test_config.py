@@ -59,6 +59,29 @@ def test_every_experiment_names_the_decode_settings_its_scores_use(experiment):
     assert (decode.strategy, decode.beam_size, decode.length_penalty) == ("beam", 5, 0.6)
 
 
+def test_the_long_input_experiment_is_the_default_one_joining_pairs_for_1500_updates():
+    """experiment=tatoeba_es_en_long_inputs is the recipe docs/translation.md measured: the
+    default experiment with these overrides, its decay ending at update 1,500, joining from 450."""
+    import tensorflow as tf
+
+    from translator.training.plan import StepPlan
+    from translator.training.schedules import build_schedule
+
+    long = compose("experiment=tatoeba_es_en_long_inputs")
+    measured = compose("experiment=tatoeba_es_en", "run_name=tatoeba_es_en_long_inputs",
+                       "train.epochs=10", "train.max_minutes=null", "train.decay_steps=1500",
+                       "data.concat=0.5",
+                       "data.concat_most=5", "data.concat_from=0.3")  # fmt: skip
+    assert OmegaConf.to_container(long) == OmegaConf.to_container(measured)
+    per_epoch = long.train.steps_per_epoch
+    schedule = build_schedule(long.model.d_model, long.train, long.train.epochs * per_epoch)
+    start = tf.Variable(0, dtype=tf.int64)
+    plan = StepPlan(long, per_epoch, schedule, concat_start=start)
+    settings = plan.update(long.train.epochs, step=0)
+    assert settings == {"predicted_steps": 1500, "concat_steps": 450}
+    assert float(schedule(1500)) == 0.0 < float(schedule(1499))
+
+
 @pytest.mark.parametrize("config_name", ["translate", "evaluate", "plot", "export"])
 def test_inference_commands_default_to_the_latest_run_and_its_decode_settings(config_name):
     cfg = load_config(config_name)

@@ -70,8 +70,7 @@ def test_the_long_input_experiment_is_the_default_one_joining_pairs_for_1500_upd
     long = compose("experiment=tatoeba_es_en_long_inputs")
     measured = compose("experiment=tatoeba_es_en", "run_name=tatoeba_es_en_long_inputs",
                        "train.epochs=10", "train.max_minutes=null", "train.decay_steps=1500",
-                       "data.concat=0.5",
-                       "data.concat_most=5", "data.concat_from=0.3")  # fmt: skip
+                       "data.concat=0.5", "data.concat_most=5", "data.concat_from=0.3")  # fmt: skip
     assert OmegaConf.to_container(long) == OmegaConf.to_container(measured)
     per_epoch = long.train.steps_per_epoch
     schedule = build_schedule(long.model.d_model, long.train, long.train.epochs * per_epoch)

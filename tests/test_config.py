@@ -59,6 +59,21 @@ def test_every_experiment_names_the_decode_settings_its_scores_use(experiment):
     assert (decode.strategy, decode.beam_size, decode.length_penalty) == ("beam", 5, 0.6)
 
 
+def test_the_low_resource_runs_chain_each_from_the_run_before():
+    """docs/adaptation.md's runs 1 -> 3 -> 4: each later run starts from the one before, whose
+    model and vocabulary settings it shares (what train.init_from checks), within 20 minutes."""
+    from translator.training.adapt import differences
+
+    chain = [compose(f"experiment={name}")
+             for name in ("lowres_de_en", "lowres_de_en_bt", "lowres_de_en_finetune")]  # fmt: skip
+    for before, after in zip(chain, chain[1:]):
+        assert after.train.init_from == before.run_dir
+        assert differences(before, after) == []
+    assert chain[0].train.init_from is None
+    reverse = compose("experiment=lowres_en_de")
+    assert [run.train.max_minutes for run in [*chain, reverse]] == [19, 19, 8, 19]
+
+
 def test_the_long_input_experiment_is_the_default_one_joining_pairs_for_1500_updates():
     """experiment=tatoeba_es_en_long_inputs is the recipe docs/translation.md measured: the
     default experiment with these overrides, its decay ending at update 1,500, joining from 450."""

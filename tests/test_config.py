@@ -1,5 +1,6 @@
 """The configs: every entry of every group composes, and the schemas refuse bad values by name."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_the_low_resource_runs_chain_each_from_the_run_before():
 
     chain = [compose(f"experiment={name}")
              for name in ("lowres_de_en", "lowres_de_en_bt", "lowres_de_en_finetune")]  # fmt: skip
-    for before, after in zip(chain, chain[1:]):
+    for before, after in itertools.pairwise(chain):
         assert after.train.init_from == before.run_dir
         assert differences(before, after) == []
     assert chain[0].train.init_from is None

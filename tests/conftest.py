@@ -96,7 +96,9 @@ def trained_run(tmp_path_factory):
     """A tiny model trained to memorise 64 Multi30k de->en pairs (about a minute on 2 cores).
 
     16 epochs of 50 steps: floating-point results differ between CPUs, and on an AVX2-only one the
-    loss was still 0.10 after 12 epochs (greedy reproduced too few targets), 0.005 after 16.
+    loss was still 0.10 after 12 epochs (greedy reproduced too few targets), 0.005 after 16. On an
+    AMX one it stays near 0.03 and greedy BLEU on the 64 pairs wavers between 87 and 97 from epoch
+    9 on (epoch 1: 0.7), so tests take BLEU > 80 as memorised.
     """
     from translator.training.trainer import train
 

